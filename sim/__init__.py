@@ -1,0 +1,14 @@
+"""mqtt-session-sim: MQTT v5 Session Expiry Interval and Clean Start policies, simulated with SimPy.
+
+>>> import sim
+>>> res = sim.run(sim.load_scenario("data/scenarios/transport_example.yaml"), seed=1)  # doctest: +SKIP
+"""
+from .config import BrokerConfig, ConsumerBlock, PublisherBlock, Scenario, load_scenario
+from .ledger import ConservationError
+from .protocol import FATES, LOSS_CAUSES, UINT_MAX
+from .run import Result, run
+from .units import ScenarioError
+
+__all__ = ["UINT_MAX", "LOSS_CAUSES", "FATES", "Scenario", "BrokerConfig", "ConsumerBlock", "PublisherBlock",
+           "load_scenario", "run", "Result", "ScenarioError", "ConservationError"]
+__version__ = "0.1.0"

@@ -1,0 +1,368 @@
+"""The broker: session store, routing, offline queues, expiry timers, limits, memory accounting.
+
+Each public method is one packet or timer arriving at the broker; the rules it applies come
+from :mod:`sim.protocol`, and every message outcome and memory change is reported to the
+:class:`~sim.ledger.Ledger`. Section numbers are those of the MQTT 5.0 OASIS Standard.
+"""
+from __future__ import annotations
+
+import simpy
+
+from . import protocol
+from .config import BrokerConfig
+from .ledger import CONNECTED, OFFLINE, STRANDED, Entry, Ledger, Message
+from .session import PRIORITY_EXPIRY, PRIORITY_MESSAGE, Alarm, Session
+
+
+class Broker:
+    """One MQTT v5 broker with the limits and memory constants of a :class:`BrokerConfig`."""
+
+    def __init__(self, env: simpy.Environment, cfg: BrokerConfig, ledger: Ledger, horizon: float):
+        self.env, self.cfg, self.ledger, self.horizon = env, cfg, ledger, horizon
+        self.sessions: dict[str, Session] = {}
+        self.consumer_blocks: list = []  # per block: (topic filter, {client_id: consumer client})
+        self._match_cache: dict[str, list[dict]] = {}
+        self.transit: dict[int, tuple[Entry, Session]] = {}  # QoS 0 copies on the wire to consumers
+
+    # ------------------------------------------------------------------ helpers
+    def _schedule(self, delay: float, priority: int, callback) -> None:
+        """Run ``callback`` after ``delay`` unless that is at or past the horizon."""
+        if self.env.now + delay < self.horizon:
+            Alarm(self.env, delay, priority, lambda _ev: callback())
+
+    def _expired(self, msg: Message, t: float) -> bool:
+        """Message Expiry Interval has passed (§3.3.2.3.3; at the instant itself it has)."""
+        return msg.expires_at is not None and t >= msg.expires_at
+
+    def members(self, topic: str) -> list[dict]:
+        """The member tables of every consumer block whose topic filter matches ``topic``."""
+        got = self._match_cache.get(topic)
+        if got is None:
+            got = [m for f, m in self.consumer_blocks if protocol.topic_matches(f, topic)]
+            self._match_cache[topic] = got
+        return got
+
+    def _session_bytes(self, s: Session) -> int:
+        return self.cfg.session_overhead_bytes + len(s.client_id.encode())
+
+    def _hold(self, s: Session, e: Entry) -> None:
+        """Memory for a new queue/in-flight entry (and the stored message if not yet held)."""
+        cfg, msg = self.cfg, e.msg
+        own = cfg.queue_entry_overhead_bytes
+        store = 0
+        if cfg.shared_message_store:
+            if msg.refs == 0:
+                store = msg.store_bytes
+        else:
+            own += msg.store_bytes
+        msg.refs += 1
+        s.nbytes += own
+        self.ledger.memory(self.env.now, s.category, entry=cfg.queue_entry_overhead_bytes,
+                           message=own - cfg.queue_entry_overhead_bytes, store=store)
+
+    def _release(self, s: Session, e: Entry) -> None:
+        cfg, msg = self.cfg, e.msg
+        own = cfg.queue_entry_overhead_bytes
+        store = 0
+        msg.refs -= 1
+        if cfg.shared_message_store:
+            if msg.refs == 0:
+                store = msg.store_bytes
+        else:
+            own += msg.store_bytes
+        s.nbytes -= own
+        self.ledger.memory(self.env.now, s.category, entry=-cfg.queue_entry_overhead_bytes,
+                           message=-(own - cfg.queue_entry_overhead_bytes), store=-store)
+
+    # ------------------------------------------------------------------ CONNECT / DISCONNECT
+    def connect(self, client, clean_start: bool, requested_interval: int) -> bool:
+        """CONNECT (§3.1): apply Clean Start, grant the expiry interval; return Session Present."""
+        t, cid = self.env.now, client.client_id
+        s = self.sessions.get(cid)
+        out = protocol.connect_outcome(s is not None, clean_start)
+        if out.discard_existing:
+            self.end_session(s, "clean_start", "session_discarded")
+            s = None
+        interval = protocol.effective_expiry(requested_interval, self.cfg.max_session_expiry_interval)
+        if out.resume:
+            s.expiry_token += 1  # cancels the pending expiry ([MQTT-3.1.2-5]: the session resumes)
+            s.interval = interval
+            s.client = client
+        else:
+            s = Session(cid, client.role, client, interval)
+            s.category = OFFLINE
+            self.sessions[cid] = s
+            nbytes = self._session_bytes(s)
+            s.nbytes = nbytes
+            self.ledger.memory(t, OFFLINE, session=nbytes, sessions=1)
+        s.connected = True
+        s.connection += 1
+        self.ledger.move(t, s.category, CONNECTED, s.nbytes)
+        s.category = CONNECTED
+        self.ledger.event(t, cid, client.role, "connect", clean_start=clean_start, session_present=out.session_present,
+                          interval=interval)
+        return out.session_present
+
+    def subscribe(self, client, topic_filter: str, qos: int) -> None:
+        """SUBSCRIBE (§3.8): the session's subscription, with its memory."""
+        s = self.sessions[client.client_id]
+        if s.sub_filter is None:
+            nbytes = self.cfg.subscription_overhead_bytes + len(topic_filter.encode())
+            s.nbytes += nbytes
+            self.ledger.memory(self.env.now, s.category, session=nbytes)
+        s.sub_filter, s.sub_qos = topic_filter, qos
+
+    def resume_delivery(self, client) -> None:
+        """After a resumed CONNECT: drop expired messages, re-send in-flight ones, drain the queue.
+
+        [MQTT-4.4.0-1]: unacknowledged PUBLISH packets are re-sent first, in their original
+        order ([MQTT-4.6.0-1]); then the queued messages in order.
+        """
+        s = self.sessions[client.client_id]
+        t = self.env.now
+        if self.cfg.message_expiry_check == "lazy":  # Mosquitto expires queued messages at CONNECT
+            for e in s.live_queued():
+                if self._expired(e.msg, t):
+                    self._unqueue(s, e)
+                    self._release(s, e)
+                    self.ledger.settle(e, "message_expired", t)
+        for e in list(s.inflight):
+            self._transmit(s, e)
+        self.pump(s)
+
+    def disconnect(self, client, kind: str, disconnect_interval: int | None = None) -> None:
+        """The network connection closes: a clean DISCONNECT (may change the interval) or a drop."""
+        t, cid = self.env.now, client.client_id
+        s = self.sessions.get(cid)
+        if s is None or not s.connected:
+            return
+        s.connected = False
+        if kind == "clean":
+            out = protocol.disconnect_expiry(s.interval, disconnect_interval, self.cfg.max_session_expiry_interval)
+            if out.protocol_error:  # §3.14.2.2.2: 0 -> non-zero; the server answers 0x82
+                self.ledger.event(t, cid, client.role, "protocol_error", interval=disconnect_interval,
+                                  reason_code=out.reason_code, detail="disconnect session expiry interval 0 -> non-zero")
+            s.interval = out.interval
+        self.ledger.event(t, cid, client.role, "disconnect", interval=s.interval, detail=kind,
+                          reason_code=protocol.REASON_NORMAL_DISCONNECTION if kind == "clean" else None)
+        delay = protocol.expiry_delay(s.interval, self.cfg.uint_max_never_expires)
+        if delay == 0:
+            self.end_session(s, "session_expired", "session_ended")
+            return
+        self.ledger.move(t, CONNECTED, OFFLINE, s.nbytes)
+        s.category = OFFLINE
+        if delay is not None:
+            s.expiry_token += 1
+            token = s.expiry_token
+            if t + delay < self.horizon:
+                Alarm(self.env, delay, PRIORITY_EXPIRY, lambda _ev: self._expire(s, token))
+
+    def depart(self, client) -> None:
+        """The client has left for good: its session (if any) is stranded until it expires."""
+        s = self.sessions.get(client.client_id)
+        self.ledger.event(self.env.now, client.client_id, client.role, "departed")
+        if s is not None:
+            self.ledger.move(self.env.now, s.category, STRANDED, s.nbytes)
+            s.category = STRANDED
+
+    def _expire(self, s: Session, token: int) -> None:
+        if s.alive and not s.connected and s.expiry_token == token:
+            self.end_session(s, "session_expired", "session_expired")
+
+    def end_session(self, s: Session, cause: str, event: str) -> None:
+        """The session ends ([MQTT-4.1.0-2] or Clean Start): everything it held is lost with ``cause``."""
+        t = self.env.now
+        for e in list(s.inflight):
+            self._release(s, e)
+            self.ledger.settle(e, cause, t)
+        for e in s.live_queued():
+            self._release(s, e)
+            e.live = False
+            self.ledger.settle(e, "message_expired" if self._expired(e.msg, t) else cause, t)
+        self.ledger.memory(t, s.category, session=-(s.nbytes), queued=-s.queued_count, sessions=-1)
+        s.inflight.clear()
+        s.queue.clear()
+        s.queued_count = s.queued_bytes = s.nbytes = 0
+        s.alive = False
+        del self.sessions[s.client_id]
+        s.client.session_ended(s)
+        self.ledger.event(t, s.client_id, s.role, event, interval=s.interval)
+
+    # ------------------------------------------------------------------ PUBLISH routing
+    def receive_publish(self, msg: Message) -> None:
+        """A PUBLISH reaches the broker: route a copy to every matching consumer (§3.3.4)."""
+        t = self.env.now
+        again = msg.routed
+        if not again:
+            msg.routed = True
+            if msg.expiry_interval is not None:
+                msg.expires_at = t + msg.expiry_interval
+        ledger = self.ledger
+        for members in self.members(msg.topic):
+            for c in list(members.values()):
+                idx = c.index
+                copy = again and idx in msg.routed_to
+                if not copy:
+                    ledger.route(idx, msg, t)
+                    if msg.routed_to is not None:
+                        msg.routed_to.add(idx)
+                s = self.sessions.get(c.client_id)
+                if s is None or not s.subscribed:
+                    if not copy:
+                        ledger.fate(idx, msg, "no_session", t)  # rule 9: never routed to it
+                    continue
+                qos = protocol.delivered_qos(msg.qos, s.sub_qos)
+                if s.connected:
+                    self._deliver_online(s, c, msg, qos, copy)
+                elif protocol.queued_while_offline(qos, self.cfg.queue_qos0_messages):
+                    self._enqueue(s, Entry(msg, idx, qos, copy))
+                elif not copy:
+                    ledger.fate(idx, msg, "qos0_offline", t)
+
+    def lose_unrouted(self, msg: Message, cause: str) -> None:
+        """A message lost on the publisher's side is lost for every consumer it would have reached."""
+        t = self.env.now
+        for members in self.members(msg.topic):
+            for c in members.values():
+                self.ledger.route(c.index, msg, t)
+                self.ledger.fate(c.index, msg, cause, t)
+
+    def _deliver_online(self, s: Session, c, msg: Message, qos: int, copy: bool) -> None:
+        if c.latency == 0 and (qos == 0 or (not s.inflight and s.queued_count == 0)):
+            if copy:
+                self.ledger.duplicate(c.index, msg)
+            else:
+                self.ledger.fate(c.index, msg, "delivered", self.env.now)
+            return
+        e = Entry(msg, c.index, qos, copy)
+        if qos == 0:
+            self._send_qos0(s, e, held=False)
+        elif len(s.inflight) < c.receive_maximum and s.queued_count == 0:
+            self._hold(s, e)
+            s.inflight[e] = None
+            self._transmit(s, e)
+        else:
+            self._enqueue(s, e)
+
+    def _enqueue(self, s: Session, e: Entry) -> None:
+        """Queue for later transmission, applying the queue limits (rule 7)."""
+        cfg, t = self.cfg, self.env.now
+        size = e.msg.payload_bytes
+
+        def full() -> bool:
+            return bool((cfg.max_queued_messages and s.queued_count + 1 > cfg.max_queued_messages)
+                        or (cfg.max_queued_bytes and s.queued_bytes + size > cfg.max_queued_bytes))
+
+        if full() and cfg.queue_full_policy == "drop-oldest":
+            while full() and s.queued_count:
+                old = s.pop_next()
+                self._unqueue(s, old, popped=True)
+                self._release(s, old)
+                self.ledger.settle(old, "message_expired" if self._expired(old.msg, t) else "queue_full", t)
+        if full():
+            self.ledger.settle(e, "queue_full", t)  # drop-new (tail drop), or a message larger than the limit
+            return
+        self._hold(s, e)
+        s.queue.append(e)
+        s.queued_count += 1
+        s.queued_bytes += size
+        self.ledger.memory(t, s.category, queued=1)
+        if cfg.message_expiry_check == "eager" and e.msg.expires_at is not None:
+            # [MQTT-3.3.2-5]: an expired message not yet sent is deleted
+            delay = max(0.0, e.msg.expires_at - t)
+            if t + delay < self.horizon:
+                Alarm(self.env, delay, PRIORITY_EXPIRY, lambda _ev: self._expire_entry(s, e))
+
+    def _unqueue(self, s: Session, e: Entry, popped: bool = False) -> None:
+        """Take an entry out of the queue's counts (``popped``: already off the deque).
+
+        An entry removed from the middle stays in the deque as a tombstone (``live`` False)
+        until :meth:`Session.pop_next` skips it: removal stays O(1).
+        """
+        e.live = False
+        s.queued_count -= 1
+        s.queued_bytes -= e.msg.payload_bytes
+        self.ledger.memory(self.env.now, s.category, queued=-1)
+
+    def _expire_entry(self, s: Session, e: Entry) -> None:
+        if s.alive and e.live:
+            self._unqueue(s, e)
+            self._release(s, e)
+            self.ledger.settle(e, "message_expired", self.env.now)
+
+    def pump(self, s: Session) -> None:
+        """Send queued messages while the client's Receive Maximum allows (§4.9)."""
+        c = s.client
+        t = self.env.now
+        while s.connected and s.queued_count and len(s.inflight) < c.receive_maximum:
+            e = s.pop_next()
+            self._unqueue(s, e, popped=True)
+            if self._expired(e.msg, t):  # lazy check at the moment of sending
+                self._release(s, e)
+                self.ledger.settle(e, "message_expired", t)
+            elif e.qos == 0:
+                self._send_qos0(s, e, held=True)
+            else:
+                s.inflight[e] = None
+                self._transmit(s, e)
+
+    def _send_qos0(self, s: Session, e: Entry, held: bool) -> None:
+        """QoS 0 is fire-and-forget: the broker keeps nothing once it is written out."""
+        if held:
+            self._release(s, e)
+        lat = s.client.latency
+        if lat == 0:
+            self.ledger.settle(e, "delivered", self.env.now)
+            return
+        conn = s.connection
+        self.transit[id(e)] = (e, s)
+
+        def arrive():
+            self.transit.pop(id(e), None)
+            ok = s.alive and s.connected and s.connection == conn
+            self.ledger.settle(e, "delivered" if ok else "qos0_offline", self.env.now)
+
+        if self.env.now + lat < self.horizon:
+            Alarm(self.env, lat, PRIORITY_MESSAGE, lambda _ev: arrive())
+
+    def _transmit(self, s: Session, e: Entry) -> None:
+        """Send (or re-send) an in-flight QoS 1/2 entry on the current connection."""
+        lat, conn = s.client.latency, s.connection
+        e.sent_on = conn
+        if lat == 0:
+            self._receipt(s, e, conn)
+            self._ack(s, e, conn)
+            return
+        self._schedule(lat, PRIORITY_MESSAGE, lambda: self._receipt(s, e, conn))
+        self._schedule(2 * lat, PRIORITY_MESSAGE, lambda: self._ack(s, e, conn))
+
+    def _receipt(self, s: Session, e: Entry, conn: int) -> None:
+        if not (s.alive and s.connected and s.connection == conn and e in s.inflight):
+            return
+        if e.received:
+            if e.qos == 1:  # a QoS 1 re-send of a message the client already has
+                self.ledger.duplicate(e.consumer, e.msg)
+        else:
+            e.received = True
+            self.ledger.settle(e, "delivered", self.env.now)
+
+    def _ack(self, s: Session, e: Entry, conn: int) -> None:
+        if not (s.alive and s.connected and s.connection == conn and e in s.inflight):
+            return
+        del s.inflight[e]
+        self._release(s, e)
+        self.pump(s)
+
+    # ------------------------------------------------------------------ horizon
+    def finish(self) -> None:
+        """At the horizon: everything still held is ``pending`` (client returns) or ``stranded``."""
+        t = self.horizon
+        for s in list(self.sessions.values()):
+            fate = "stranded" if s.category == STRANDED else "pending"
+            for e in list(s.inflight) + s.live_queued():
+                if not e.done and not e.copy:
+                    expired = e.live and self._expired(e.msg, t)  # in-flight messages do not expire
+                    self.ledger.settle(e, "message_expired" if expired else fate, t)
+        for e, s in self.transit.values():
+            self.ledger.settle(e, "stranded" if s.category == STRANDED else "pending", t)
+        self.transit.clear()

@@ -1,0 +1,280 @@
+"""Consumer and publisher clients as SimPy processes: connect, disconnect, reconnect, publish.
+
+A client *slot* is one place in a block's fleet. Its client (a client identifier) connects at
+the start, follows the slot's outages, and may leave for good; with ``replace departed`` a
+new client identifier takes the slot the moment one leaves. Every slot draws from its own
+random streams, so the outage and publishing history does not depend on the session policy.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import simpy
+
+from .broker import Broker
+from .config import ConsumerBlock, PublisherBlock
+from .ledger import Ledger, Message
+from .outages import DrawBuffer, Distribution, outage_times, reconnect_time
+from .session import PRIORITY_CONNECTION, PRIORITY_MESSAGE, Alarm
+
+
+class Client:
+    """What consumers and publishers share: the connection life cycle of one client identifier."""
+
+    role = "client"
+
+    def __init__(self, env: simpy.Environment, broker: Broker, block, block_index: int, client_id: str,
+                 slot: int, streams: tuple[np.random.Generator, np.random.Generator], fleet):
+        self.env, self.broker, self.block, self.block_index = env, broker, block, block_index
+        self.client_id, self.slot, self.fleet = client_id, slot, fleet
+        self.outage_rng, self.backoff_rng = streams
+        self.latency = block.network_latency
+        self.connected = False
+        self.departed = False
+        self.connection = 0
+
+    # --- the life cycle ----------------------------------------------------------
+    def lifecycle(self):
+        """SimPy process: connect now, then follow the slot's outages until the horizon."""
+        env, out, horizon = self.env, self.block.outages, self.broker.horizon
+        self.connect(self.block.clean_start)
+        clean_start_again = self.block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
+        for outage in outage_times(out, self.slot, self.outage_rng, start=env.now):
+            if outage.start >= horizon:
+                return
+            yield Alarm(env, max(0.0, outage.start - env.now), PRIORITY_CONNECTION)
+            self.disconnect(out.disconnect, out.disconnect_session_expiry_interval)
+            if outage.end is None:
+                self.depart()
+                return
+            back = reconnect_time(outage.end, outage.start, out.reconnect, self.backoff_rng)
+            if back >= horizon:
+                return
+            yield Alarm(env, back - env.now, PRIORITY_CONNECTION)
+            self.connect(clean_start_again)
+
+    def connect(self, clean_start: bool) -> bool:
+        self.connection += 1
+        present = self.broker.connect(self, clean_start, self.block.session_expiry_interval)
+        self.connected = True
+        return present
+
+    def disconnect(self, kind: str, interval: int | None) -> None:
+        self.connected = False
+        self.broker.disconnect(self, kind, interval if kind == "clean" else None)
+
+    def depart(self) -> None:
+        self.departed = True
+        self.broker.depart(self)
+        self.fleet.departed(self)
+
+    def session_ended(self, session) -> None:
+        """The broker ended this client's session."""
+
+
+class Consumer(Client):
+    """A subscriber: resubscribes whenever CONNACK says Session Present = 0 ([MQTT-3.2.2-5])."""
+
+    role = "consumer"
+
+    def __init__(self, *args, index: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.index = index  # the ledger's consumer number
+        self.receive_maximum = self.block.receive_maximum
+
+    def connect(self, clean_start: bool) -> bool:
+        present = super().connect(clean_start)
+        if present:
+            self.broker.resume_delivery(self)
+        else:
+            self.broker.subscribe(self, self.block.topic_filter, self.block.qos)
+        return present
+
+    def depart(self) -> None:
+        super().depart()
+        if self.client_id not in self.broker.sessions:
+            self.fleet.forget(self)
+
+    def session_ended(self, session) -> None:
+        if self.departed:
+            self.fleet.forget(self)
+
+
+class Publisher(Client):
+    """A publishing application with its MQTT client's in-flight window and offline buffer."""
+
+    role = "publisher"
+
+    def __init__(self, *args, index: int, publish_rng: np.random.Generator, next_id, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.index = index
+        self.topic = self.block.topic_of(index)
+        self.publish_rng = publish_rng
+        self.next_id = next_id
+        self.inflight: dict[Message, bool] = {}  # message -> has the broker received it
+        self.buffer: deque[Message] = deque()
+        self.transit: set[Message] = set()  # QoS 0 messages on the wire
+        b = self.block
+        self.store_bytes = broker_store_bytes(self.broker, self.topic, b.payload_bytes)
+        self.can_reroute = b.qos == 1 and b.network_latency > 0
+
+    def publishing(self):
+        """SimPy process: produce messages on the schedule or as a Poisson process."""
+        env, b, horizon = self.env, self.block, self.broker.horizon
+        if b.schedule is not None:
+            for t in b.schedule:
+                if t >= horizon:
+                    return
+                yield Alarm(env, t - env.now, PRIORITY_MESSAGE)
+                if self.departed:
+                    return
+                self.produce()
+        else:
+            gaps = DrawBuffer(Distribution("exponential", (("mean", 1.0 / b.rate),)), self.publish_rng, block=256)
+            while True:
+                gap = gaps.next()
+                if env.now + gap >= horizon:
+                    return
+                yield Alarm(env, gap, PRIORITY_MESSAGE)
+                if self.departed:
+                    return
+                self.produce()
+
+    def produce(self) -> None:
+        b, ledger = self.block, self.broker.ledger
+        msg = Message(self.next_id(), self.client_id, self.topic, b.qos, b.payload_bytes, self.env.now,
+                      b.message_expiry_interval, self.store_bytes)
+        if self.can_reroute:
+            msg.routed_to = set()
+        ledger.published += 1
+        if self.connected:
+            self.send(msg)
+        elif len(self.buffer) < b.offline_buffer:
+            self.buffer.append(msg)
+        else:
+            self.broker.lose_unrouted(msg, "publisher_offline")
+
+    def send(self, msg: Message) -> None:
+        """PUBLISH on the current connection; QoS 1/2 stays in flight until acknowledged."""
+        lat, conn = self.latency, self.connection
+        if lat == 0:
+            self.broker.receive_publish(msg)
+            return
+        if msg.qos > 0:
+            self.inflight[msg] = self.inflight.get(msg, False)
+        else:
+            self.transit.add(msg)
+        env, horizon = self.env, self.broker.horizon
+
+        def arrive(_ev):
+            if self.connected and self.connection == conn:
+                if msg.qos == 0:
+                    self.transit.discard(msg)
+                elif self.inflight.get(msg) is True:
+                    if msg.qos == 2:
+                        return  # [MQTT-4.3.3]: the broker already has this packet identifier
+                else:
+                    self.inflight[msg] = True
+                self.broker.receive_publish(msg)
+            elif msg.qos == 0:
+                self.transit.discard(msg)
+                self.broker.lose_unrouted(msg, "publisher_inflight")
+
+        def acked(_ev):
+            if self.connected and self.connection == conn and msg in self.inflight:
+                del self.inflight[msg]
+
+        if env.now + lat < horizon:
+            Alarm(env, lat, PRIORITY_MESSAGE, arrive)
+        if msg.qos > 0 and env.now + 2 * lat < horizon:
+            Alarm(env, 2 * lat, PRIORITY_MESSAGE, acked)
+
+    def connect(self, clean_start: bool) -> bool:
+        present = super().connect(clean_start)
+        pending = list(self.inflight.items())
+        self.inflight.clear()
+        for msg, received in pending:
+            if present:  # [MQTT-4.4.0-1]: re-send unacknowledged PUBLISH packets
+                if not (received and msg.qos == 2):
+                    self.inflight[msg] = received
+                    self.send(msg)
+            elif not received:  # [MQTT-3.2.2-5]: no session, the client discards its state
+                self.broker.lose_unrouted(msg, "publisher_inflight")
+        while self.buffer and self.connected:
+            self.send(self.buffer.popleft())
+        return present
+
+    def depart(self) -> None:
+        for msg, received in self.inflight.items():
+            if not received:
+                self.broker.lose_unrouted(msg, "publisher_inflight")
+        self.inflight.clear()
+        for msg in self.buffer:
+            self.broker.lose_unrouted(msg, "publisher_offline")
+        self.buffer.clear()
+        super().depart()
+
+    def unrouted(self) -> list[Message]:
+        """Messages produced but not yet received by the broker (pending at the horizon)."""
+        return [m for m, got in self.inflight.items() if not got] + list(self.transit) + list(self.buffer)
+
+
+def broker_store_bytes(broker: Broker, topic: str, payload: int) -> int:
+    """Bytes of one stored message: overhead + topic + payload (docs/model.md, "Broker memory")."""
+    return broker.cfg.message_overhead_bytes + len(topic.encode()) + payload
+
+
+class Fleet:
+    """The clients of one ``mqttConsumer``/``mqttPublisher`` block, slot by slot.
+
+    ``members`` maps client identifiers to the consumers a message can be routed to: every
+    client that has not left, and departed ones while their session exists.
+    """
+
+    def __init__(self, env: simpy.Environment, broker: Broker, block: ConsumerBlock | PublisherBlock,
+                 block_index: int, prefix: str, seed: np.random.SeedSequence, next_id=None):
+        self.env, self.broker, self.block, self.block_index = env, broker, block, block_index
+        self.prefix, self.next_id = prefix, next_id
+        self.members: dict[str, Consumer] = {}
+        self.clients: list[Client] = []
+        self.count = 0
+        is_pub = isinstance(block, PublisherBlock)
+        self.streams = [[np.random.default_rng(s) for s in slot.spawn(3 if is_pub else 2)]
+                        for slot in seed.spawn(block.clients)]
+        if not is_pub:
+            broker.consumer_blocks.append((block.topic_filter, self.members))
+
+    def start(self) -> None:
+        for slot in range(self.block.clients):
+            self.spawn(slot)
+
+    def spawn(self, slot: int) -> Client:
+        """A new client identifier joins in ``slot``, connects now and starts its processes."""
+        cid = f"{self.prefix}-{self.count}"
+        self.count += 1
+        streams = self.streams[slot]
+        common = dict(block=self.block, block_index=self.block_index, client_id=cid, slot=slot,
+                      streams=(streams[0], streams[1]), fleet=self)
+        if isinstance(self.block, PublisherBlock):
+            client: Client = Publisher(self.env, self.broker, index=slot, publish_rng=streams[2],
+                                       next_id=self.next_id, **common)
+        else:
+            index = self.broker.ledger.add_consumer(cid, self.block_index)
+            client = Consumer(self.env, self.broker, index=index, **common)
+            self.members[cid] = client
+        self.clients.append(client)
+        self.env.process(client.lifecycle())
+        if isinstance(client, Publisher):
+            self.env.process(client.publishing())
+        return client
+
+    def departed(self, client: Client) -> None:
+        if isinstance(client, Consumer):
+            self.broker.ledger.consumers[client.index].departed = True
+        if self.block.outages.replace_departed:
+            new = self.spawn(client.slot)
+            self.broker.ledger.event(self.env.now, new.client_id, new.role, "joined", detail=f"replaces {client.client_id}")
+
+    def forget(self, client: Client) -> None:
+        self.members.pop(client.client_id, None)

@@ -1,0 +1,163 @@
+"""MQTT 5.0 constants and session rules as pure functions.
+
+Every rule the model follows lives here, with the section of the MQTT Version 5.0 OASIS
+Standard (7 March 2019) it comes from. Nothing in this module knows about SimPy, time or
+randomness: the broker and client processes call these functions to decide what a packet
+does to a session.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Largest Four Byte Integer; as a Session Expiry Interval it means "never expires" (§3.1.2.11.2).
+UINT_MAX = 4_294_967_295
+
+#: Largest Receive Maximum (Two Byte Integer, §3.1.2.11.3); also its value when absent.
+RECEIVE_MAXIMUM_MAX = 65_535
+
+#: DISCONNECT reason codes used by the model (§3.14.2.1).
+REASON_NORMAL_DISCONNECTION = 0x00
+REASON_PROTOCOL_ERROR = 0x82
+
+#: Every way a (message, consumer) pair can be lost; see docs/model.md "Fates".
+LOSS_CAUSES = (
+    "session_expired",
+    "clean_start",
+    "qos0_offline",
+    "queue_full",
+    "message_expired",
+    "no_session",
+    "publisher_inflight",
+    "publisher_offline",
+)
+FATES = ("delivered",) + LOSS_CAUSES + ("pending", "stranded")
+
+
+def is_four_byte_integer(value: object) -> bool:
+    """True when ``value`` is an int in 0..UINT_MAX (and not a bool) (§1.5.5)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT_MAX
+
+
+def effective_expiry(requested: int, broker_max: int) -> int:
+    """The Session Expiry Interval the server uses: the client's value capped by the broker.
+
+    §3.2.2.3.2: the server may use a value other than the one the client sent, and then
+    returns it in CONNACK. Absent in CONNECT means 0 (§3.1.2.11.2), which the scenario
+    loader has already applied.
+    """
+    return min(requested, broker_max)
+
+
+def expiry_delay(interval: int, uint_max_never_expires: bool = True) -> float | None:
+    """Seconds from the close of the network connection to the end of the session.
+
+    §3.1.2.11.2: 0 ends the session when the network connection closes; UINT_MAX means the
+    session does not expire (returns ``None``). ``uint_max_never_expires=False`` reads
+    UINT_MAX as a plain 4,294,967,295 s (about 136 years), as some vendor docs do.
+    """
+    if interval == UINT_MAX and uint_max_never_expires:
+        return None
+    return float(interval)
+
+
+@dataclass(frozen=True)
+class ConnectOutcome:
+    """What a CONNECT does to an existing session (§3.1.2.4, §3.2.2.1.1)."""
+
+    discard_existing: bool  #: Clean Start = 1 and a session existed: its state is discarded
+    resume: bool  #: an existing session is resumed
+    session_present: bool  #: the CONNACK Session Present flag
+
+
+def connect_outcome(session_exists: bool, clean_start: bool) -> ConnectOutcome:
+    """Apply Clean Start to the session store.
+
+    [MQTT-3.1.2-4] Clean Start = 1: discard any existing session and start a new one;
+    [MQTT-3.2.2-2] Session Present = 0.
+    [MQTT-3.1.2-5] Clean Start = 0 with a session: resume it; [MQTT-3.2.2-3] Session Present = 1.
+    [MQTT-3.1.2-6] Clean Start = 0 without a session: create one; Session Present = 0.
+    """
+    if clean_start:
+        return ConnectOutcome(discard_existing=session_exists, resume=False, session_present=False)
+    return ConnectOutcome(discard_existing=False, resume=session_exists, session_present=session_exists)
+
+
+@dataclass(frozen=True)
+class DisconnectOutcome:
+    """The session expiry interval in force after a client's DISCONNECT (§3.14.2.2.2)."""
+
+    interval: int  #: the interval that now governs the session's life after the close
+    reason_code: int | None  #: the server's DISCONNECT reason code, or None when it sends none
+    protocol_error: bool
+
+
+def disconnect_expiry(connect_interval: int, disconnect_interval: int | None, broker_max: int) -> DisconnectOutcome:
+    """Apply a Session Expiry Interval carried in the client's DISCONNECT packet.
+
+    §3.14.2.2.2: if absent, the value from CONNECT (as granted) still applies; if present it
+    replaces it. Setting a non-zero value when the CONNECT value was 0 is a Protocol Error:
+    the server answers DISCONNECT 0x82 (§4.13) and the session ends as it would with 0.
+    The broker cap of §3.2.2.3.2 applies to the new value as well.
+    """
+    if disconnect_interval is None:
+        return DisconnectOutcome(connect_interval, None, False)
+    if connect_interval == 0 and disconnect_interval != 0:
+        return DisconnectOutcome(0, REASON_PROTOCOL_ERROR, True)
+    return DisconnectOutcome(effective_expiry(disconnect_interval, broker_max), None, False)
+
+
+def delivered_qos(published_qos: int, subscription_qos: int) -> int:
+    """QoS of the copy sent to a subscriber: the minimum of the two (§3.8.4, [MQTT-3.8.4-8])."""
+    return min(published_qos, subscription_qos)
+
+
+def queued_while_offline(qos: int, queue_qos0: bool) -> bool:
+    """Whether a message for an offline session is stored (§4.1: QoS 1/2 always, QoS 0 optionally)."""
+    return qos > 0 or queue_qos0
+
+
+def validate_topic_filter(topic_filter: str) -> str | None:
+    """Return why ``topic_filter`` is not a valid Topic Filter, or None (§4.7.1, §4.7.3).
+
+    '#' must be the last level and alone in it; '+' must occupy a whole level; a filter is
+    at least one character.
+    """
+    if not topic_filter:
+        return "a topic filter must not be empty"
+    levels = topic_filter.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be the whole last level"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level"
+    return None
+
+
+def validate_topic_name(topic: str) -> str | None:
+    """Return why ``topic`` is not a valid Topic Name, or None (§4.7.1: no wildcards)."""
+    if not topic:
+        return "a topic name must not be empty"
+    if "+" in topic or "#" in topic:
+        return "a topic name must not contain the wildcards '+' or '#'"
+    return None
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """True when ``topic`` matches ``topic_filter`` (§4.7).
+
+    '+' matches exactly one level, '#' any number of levels including the parent ('a/#'
+    matches 'a'). Filters starting with a wildcard do not match topics starting with '$'
+    ([MQTT-4.7.2-1]).
+    """
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    f_levels = topic_filter.split("/")
+    t_levels = topic.split("/")
+    for i, f in enumerate(f_levels):
+        if f == "#":
+            return True
+        if i >= len(t_levels):
+            return False
+        if f != "+" and f != t_levels[i]:
+            return False
+    return len(f_levels) == len(t_levels)

@@ -1,0 +1,167 @@
+"""Parsing of scenario values: durations, MQTT intervals, rates, and the error they raise.
+
+Every parser takes the value and the field's name in the transport spelling (for example
+``mqttConsumer.session expiry interval``) and either returns the value in base units
+(seconds, messages per second) or raises :class:`ScenarioError` naming the field, the value
+and what is allowed. Nothing is clamped.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from .protocol import UINT_MAX
+
+
+class ScenarioError(ValueError):
+    """An invalid scenario value, refused before any simulation starts."""
+
+    def __init__(self, field: str, value: object, problem: str):
+        self.field = field
+        self.value = value
+        self.problem = problem
+        super().__init__(f"{field}: {value!r} {problem}")
+
+
+UNIT_SECONDS = {
+    "s": 1,
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+    "d": 86_400,
+    "w": 7 * 86_400,
+    "y": 365 * 86_400,
+}
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(s|min|m|h|d|w|y)\s*$")
+_RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:e-?[0-9]+)?)\s*/\s*([0-9]*)\s*(s|min|m|h|d|w|y)\s*$")
+DURATION_HELP = "a number of seconds or a string like 15s, 10m, 2h, 30d, 2w, 1y, or uint_max"
+INTERVAL_HELP = f"a whole number of seconds from 0 to UINT_MAX ({UINT_MAX}), e.g. 15, '15s', '1h' or 'uint_max'"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parse_duration(value: object, field: str, *, allow_zero: bool = False) -> float:
+    """Seconds from a number or a ``15s``/``10m``/``2h``/``30d``/``2w``/``1y``/``uint_max`` string."""
+    seconds: float
+    if _is_number(value):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("uint_max", "uint-max"):
+            seconds = float(UINT_MAX)
+        else:
+            m = _DURATION.match(text)
+            if m:
+                seconds = float(m.group(1)) * UNIT_SECONDS[m.group(2)]
+            else:
+                try:
+                    seconds = float(text)
+                except ValueError:
+                    raise ScenarioError(field, value, f"is not a duration: use {DURATION_HELP}") from None
+    else:
+        raise ScenarioError(field, value, f"is not a duration: use {DURATION_HELP}")
+    if not math.isfinite(seconds):
+        raise ScenarioError(field, value, "must be a finite duration")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ScenarioError(field, value, f"must be {bound} seconds")
+    return seconds
+
+
+def parse_interval(value: object, field: str) -> int:
+    """An MQTT Four Byte Integer interval in whole seconds, 0..UINT_MAX (§1.5.5, §3.1.2.11.2)."""
+    if isinstance(value, bool) or value is None:
+        raise ScenarioError(field, value, f"is not an interval: use {INTERVAL_HELP}")
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("uint_max", "uint-max", "never"):
+            return UINT_MAX
+        m = _DURATION.match(text)
+        if m:
+            seconds = float(m.group(1)) * UNIT_SECONDS[m.group(2)]
+        elif re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text):
+            seconds = float(text)
+        else:
+            raise ScenarioError(field, value, f"is not an interval: use {INTERVAL_HELP}")
+    elif _is_number(value):
+        seconds = float(value) if isinstance(value, float) else value
+    else:
+        raise ScenarioError(field, value, f"is not an interval: use {INTERVAL_HELP}")
+    if isinstance(seconds, float):
+        if not math.isfinite(seconds) or seconds != int(seconds):
+            raise ScenarioError(field, value, f"is not a whole number of seconds: use {INTERVAL_HELP}")
+        seconds = int(seconds)
+    if seconds < 0:
+        raise ScenarioError(field, value, f"is negative: allowed 0 to UINT_MAX ({UINT_MAX})")
+    if seconds > UINT_MAX:
+        raise ScenarioError(field, value, f"is above UINT_MAX ({UINT_MAX})")
+    return seconds
+
+
+def parse_rate(value: object, field: str) -> float:
+    """Messages per second from a number (per second) or ``N/s``, ``N/m``, ``N/h``, ``N/10s``."""
+    rate: float
+    if _is_number(value):
+        rate = float(value)
+    elif isinstance(value, str):
+        m = _RATE.match(value.strip().lower())
+        if m:
+            per = float(m.group(2) or 1) * UNIT_SECONDS[m.group(3)]
+            rate = float(m.group(1)) / per if per > 0 else math.inf
+        else:
+            try:
+                rate = float(value)
+            except ValueError:
+                raise ScenarioError(field, value, "is not a rate: use messages per second or '1/s', '10/m', '5/h', '1/10s'") from None
+    else:
+        raise ScenarioError(field, value, "is not a rate: use messages per second or '1/s', '10/m', '5/h'")
+    if not math.isfinite(rate) or rate <= 0:
+        raise ScenarioError(field, value, "must be a rate > 0 messages per second")
+    return rate
+
+
+def parse_int(value: object, field: str, lo: int, hi: int | None = None, what: str = "") -> int:
+    """An integer in [lo, hi] (hi None = no upper bound); floats with a fraction are refused."""
+    allowed = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
+    if what:
+        allowed += f" ({what})"
+    if isinstance(value, bool) or not (_is_number(value) and float(value) == int(value)):
+        raise ScenarioError(field, value, f"is not allowed: use {allowed}")
+    n = int(value)
+    if n < lo or (hi is not None and n > hi):
+        raise ScenarioError(field, value, f"is out of range: use {allowed}")
+    return n
+
+
+def parse_number(value: object, field: str, *, lo: float = 0.0, lo_open: bool = True, hi: float | None = None,
+                 hi_open: bool = False) -> float:
+    """A finite real number within the given bounds."""
+    left = "(" if lo_open else "["
+    right = ")" if hi_open else "]"
+    span = f"{left}{lo:g}, {hi:g}{right}" if hi is not None else f"{'>' if lo_open else '>='} {lo:g}"
+    if not _is_number(value) or not math.isfinite(float(value)):
+        raise ScenarioError(field, value, f"is not a number: use a number {span}")
+    x = float(value)
+    bad = (x <= lo if lo_open else x < lo) or (hi is not None and (x >= hi if hi_open else x > hi))
+    if bad:
+        raise ScenarioError(field, value, f"is out of range: allowed {span}")
+    return x
+
+
+def parse_bool(value: object, field: str) -> bool:
+    """A YAML boolean; strings and numbers are refused rather than guessed."""
+    if not isinstance(value, bool):
+        raise ScenarioError(field, value, "is not a boolean: use true or false")
+    return value
+
+
+def parse_choice(value: object, field: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (case-insensitive; '_' and '-' are the same)."""
+    if isinstance(value, str):
+        norm = value.strip().lower().replace("_", "-")
+        for c in choices:
+            if norm == c.replace("_", "-"):
+                return c
+    raise ScenarioError(field, value, f"is not one of: {', '.join(choices)}")
