@@ -113,13 +113,15 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
 
 
-def parse_broker(value: object, field: str = "broker") -> BrokerConfig:
+def parse_broker(value: object, field: str = "broker", base_dir: Path | None = None) -> BrokerConfig:
     d = _mapping(value, field)
     _check_keys(d, _BROKER_KEYS, field)
     profile = d.get("profile", "mosquitto")
     if not isinstance(profile, str):
         raise ScenarioError(_sub(field, "profile"), profile, f"must be a profile name ({', '.join(available_profiles())}) or a .yaml path")
     path = profile_path(profile)
+    if not path.is_absolute() and base_dir is not None and path.suffix in (".yaml", ".yml"):
+        path = base_dir / path  # a profile file given by path: relative to the scenario file's folder
     if not path.is_file():
         raise ScenarioError(_sub(field, "profile"), profile, f"is not a known profile: use one of {', '.join(available_profiles())} or a .yaml path")
     prof = _mapping(yaml.safe_load(path.read_text()), f"profile {profile}")
@@ -243,7 +245,7 @@ def parse_outages(value: object, field: str, clients: int, base_dir: Path | None
         raw = d["trace"]
         if isinstance(raw, (str, Path)):
             path = Path(raw)
-            if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+            if not path.is_absolute() and base_dir is not None:  # relative to the scenario file's folder
                 path = base_dir / path
             kw["traces"] = _read_trace_csv(path, _sub(field, "trace"), clients)
             kw["trace"] = str(path.resolve()) if path.exists() else str(path)
@@ -372,8 +374,6 @@ def _parse_block(value: object, field: str, cls, parsers: dict, base_dir: Path |
         has_rate, has_schedule = kw.get("rate") is not None, kw.get("schedule") is not None
         if has_rate == has_schedule:
             raise ScenarioError(_sub(field, "rate"), d.get("rate"), "give exactly one of 'rate' (Poisson) or 'schedule' (exact times)")
-    if kw["outages"].disconnect_session_expiry_interval is not None:
-        pass  # a DISCONNECT value is checked against the CONNECT value at run time (rule 4)
     return cls(**kw)
 
 
@@ -422,7 +422,7 @@ class Scenario:
         description = d.get("description", "")
         if not isinstance(description, str):
             raise ScenarioError("description", description, "must be a string")
-        return cls(name=name, horizon=horizon, broker=parse_broker(d.get("broker")), consumers=consumers,
+        return cls(name=name, horizon=horizon, broker=parse_broker(d.get("broker"), base_dir=bdir), consumers=consumers,
                    publishers=publishers, description=description, raw=_freeze(d),
                    base_dir=str(bdir) if bdir else None)
 
@@ -486,6 +486,20 @@ def _thaw(raw: Any) -> Any:
     return copy.deepcopy(raw)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ScenarioError(str(key), f"line {key_node.start_mark.line + 1}",
+                                    "repeats a key already given in the same mapping")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_scenario(source: str | Path | Mapping[str, Any]) -> Scenario:
     """Load and validate a scenario from a YAML file path or a dict."""
     if isinstance(source, Mapping):
@@ -494,7 +508,7 @@ def load_scenario(source: str | Path | Mapping[str, Any]) -> Scenario:
     if not path.is_file():
         raise ScenarioError("scenario", str(source), "is not an existing YAML file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ScenarioError("scenario", str(source), f"is not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(data, Mapping):

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from .protocol import LOSS_CAUSES, UINT_MAX
 
@@ -144,10 +145,17 @@ def _format_value(value: object) -> str:
 
 
 def _labels(df: pd.DataFrame, label: str | None) -> list[str]:
-    """Row labels: the ``label`` column if given, else the index (a MultiIndex as ``name=value, ...``)."""
+    """Row labels: the ``label`` column if given; for a ``sim.summarize`` table (default index,
+    grid columns named by field path) the grid values that vary; else the index (a MultiIndex
+    as ``name=value, ...``)."""
     if label is not None:
         return [str(v) for v in df[label]]
     index = df.index
+    grid = [c for c in df.columns if isinstance(c, str) and "." in c]  # sim.sweep's field paths
+    if isinstance(index, pd.RangeIndex) and grid:
+        varying = [c for c in grid if df[c].astype(str).nunique() > 1] or grid
+        return [", ".join(f"{c.split('.')[-1]}={_format_value(v)}" for c, v in zip(varying, row))
+                for row in df[varying].itertuples(index=False)]
     if isinstance(index, pd.MultiIndex):
         names = list(index.names)
         out = []
@@ -184,6 +192,9 @@ def loss_by_cause(summary_or_df: pd.Series | pd.DataFrame, ax: Axes | None = Non
     routed = routed.fillna(0.0).to_numpy()
     safe = np.where(routed > 0, routed, 1.0)
 
+    if not any(_column(df, f"lost_{cause}") is not None for cause in causes):
+        raise ValueError("loss_by_cause needs lost_<cause> columns (res.summary has them; for "
+                         "sim.summarize pass metrics that include e.g. 'lost_session_expired')")
     y = np.arange(n)
     left = np.zeros(n)
     shown = []
@@ -309,12 +320,21 @@ def memory_over_time(memory_df: pd.DataFrame, ax: Axes | None = None,
     lower = np.zeros(len(stack_values))
     for j, comp in enumerate(present):
         upper = lower + stack_values[:, j]
-        ax.fill_between(xs, extend(lower / b_size), extend(upper / b_size), step="post",
-                        color=COMPONENT_COLORS.get(comp), alpha=0.75, linewidth=0,
+        if len(t) and not np.any(values[:, j] > 0):
+            # nothing to stack: no area (its outline would look like a thin layer), legend only
+            ax.add_patch(Rectangle((0, 0), 0, 0, visible=False, color=COMPONENT_COLORS.get(comp),
+                                   alpha=0.8, label=COMPONENT_LABELS.get(comp, comp) + ": none"))
+            continue
+        positive = extend(stack_values[:, j] > 0)
+        # a step holding on [x_i, x_i+1) needs both of its end points in the filled region
+        where = positive | np.concatenate([[False], positive[:-1]])
+        ax.fill_between(xs, extend(lower / b_size), extend(upper / b_size), step="post", where=where,
+                        color=COMPONENT_COLORS.get(comp), alpha=0.8, linewidth=0.6,
+                        edgecolor=COMPONENT_COLORS.get(comp),  # keeps brief steps visible
                         label=COMPONENT_LABELS.get(comp, comp))
         lower = upper
     if line is not None and present != ["bytes"] and len(line):
-        ax.plot(xs, extend(line / b_size), drawstyle="steps-post", color="black", linewidth=0.9,
+        ax.plot(xs, extend(line / b_size), drawstyle="steps-post", color="black", linewidth=0.5,
                 label="total" + (" (bin mean)" if binned else ""))
     if maxima is not None and len(maxima):
         ax.plot(xs, extend(maxima / b_size), drawstyle="steps-post", color="black", linewidth=0.5,
@@ -356,9 +376,76 @@ def _ci(df: pd.DataFrame, name: str, centre: np.ndarray, scale: float) -> np.nda
     return None
 
 
+def _group_points(ax: Axes, xs: np.ndarray, ys: np.ndarray, labels: list[str],
+                  tolerance_px: float = 4.0) -> list[tuple[list[int], list[str]]]:
+    """Rows whose points fall within a few pixels of one another, with their labels.
+
+    Policies often give identical results under common random numbers (every Clean Start = 1
+    policy loses the same messages, for instance): such points share one marker and one label.
+    """
+    ok = np.flatnonzero(np.isfinite(xs) & np.isfinite(ys))
+    if not len(ok):
+        return []
+    px = ax.transData.transform(np.column_stack([xs[ok], ys[ok]]))
+    groups: list[tuple[np.ndarray, list[int], list[str]]] = []
+    for i, p in zip(ok, px):
+        for anchor, idx, labs in groups:
+            if np.hypot(*(anchor - p)) <= tolerance_px:
+                idx.append(int(i))
+                labs.append(labels[i])
+                break
+        else:
+            groups.append((p, [int(i)], [labels[i]]))
+    return [(idx, labs) for _, idx, labs in groups]
+
+
+def _label_offsets(ax: Axes, xs: np.ndarray, ys: np.ndarray, groups, fontsize: float):
+    """Offsets (points) that put every group's label beside its marker without overlaps, or None.
+
+    Tries a few positions around each point (right, left, above, below) and keeps the first
+    that stays inside the axes and overlaps neither an earlier label nor another marker. Text
+    sizes are estimated from the number of characters, so nothing has to be drawn.
+    """
+    to_px = ax.figure.dpi / 72.0
+    box = ax.bbox
+    anchors = np.array([ax.transData.transform((xs[idx[0]], ys[idx[0]])) for idx, _ in groups])
+    placed: list[tuple[float, float, float, float]] = []
+    offsets: list[tuple[float, float] | None] = [None] * len(groups)
+    pad, marker = 4.0 * to_px, 4.0 * to_px  # marker: radius of a size-45 scatter marker, rounded up
+
+    def free(r, own: int) -> bool:
+        x0, y0, x1, y1 = r
+        if x0 < box.x0 + 2 or x1 > box.x1 - 2 or y0 < box.y0 + 2 or y1 > box.y1 - 2:
+            return False
+        if any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in placed):
+            return False
+        others = np.arange(len(anchors)) != own
+        hit = others & ((anchors[:, 0] > x0 - marker) & (anchors[:, 0] < x1 + marker)
+               & (anchors[:, 1] > y0 - marker) & (anchors[:, 1] < y1 + marker))
+        return not hit.any()
+
+    order = sorted(range(len(groups)), key=lambda g: (-anchors[g][1], anchors[g][0]))
+    for g in order:
+        labs = groups[g][1]
+        w = 0.6 * fontsize * max(len(t) for t in labs) * to_px
+        h = 1.2 * fontsize * len(labs) * to_px
+        p = anchors[g]
+        for dx, dy in ((pad, pad / 2), (pad, -h - pad / 2), (-w - pad, pad / 2), (-w - pad, -h - pad / 2),
+                       (pad, -h / 2), (-w - pad, -h / 2), (-w / 2, pad + marker / 2), (-w / 2, -h - pad - marker / 2)):
+            rect = (p[0] + dx, p[1] + dy, p[0] + dx + w, p[1] + dy + h)
+            if free(rect, g):
+                placed.append(rect)
+                offsets[g] = (dx / to_px, dy / to_px)
+                break
+        else:
+            return None
+    return offsets
+
+
 def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memory_mean_bytes",
                     y: str = "loss_ratio", label: str | None = None, logx: bool = False,
-                    title: str | None = "Loss versus broker memory, per policy") -> Figure:
+                    title: str | None = "Loss versus broker memory, per policy",
+                    fontsize: float = 8) -> Figure:
     """Loss ratio (%) against mean broker memory, one labelled point per policy (row).
 
     ``df`` has one row per policy with the columns ``x`` (bytes; default the time-weighted mean
@@ -366,6 +453,9 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
     from the index or the ``label`` column. When ``<y>_ci_low``/``<y>_ci_high`` (or the same
     for ``x``) exist, they are drawn as error bars. ``logx`` draws memory on a log scale, useful
     when the policies span orders of magnitude. A single ``res.summary`` Series is accepted too.
+
+    Policies with the same result share a marker and a label. Labels are written beside the
+    points when they fit without overlapping; otherwise the points are keyed in a legend.
     """
     df = _as_frame(df)
     labels = _labels(df, label)
@@ -385,33 +475,48 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
     yerr = _ci(df, y, yp, 100.0)
     if xerr is not None:
         xerr = xerr / b_size
-    if xerr is not None or yerr is not None:
-        ax.errorbar(xs, yp, xerr=xerr, yerr=yerr, fmt="none", ecolor="0.45", elinewidth=1,
-                    capsize=3, zorder=1, label="95 % confidence interval")
-    colors = [f"C{i % 10}" for i in range(len(df))]
-    ax.scatter(xs, yp, c=colors, s=45, zorder=2, edgecolors="black", linewidths=0.5)
-    for xi, yi, text in zip(xs, yp, labels):
-        if np.isfinite(xi) and np.isfinite(yi):
-            ax.annotate(text, (xi, yi), xytext=(5, 4), textcoords="offset points", fontsize=8)
 
+    # limits first: label placement needs the final data-to-pixel transform
+    x_hi = xs + (xerr[1] if xerr is not None else 0.0)
+    x_lo = xs - (xerr[0] if xerr is not None else 0.0)
     if logx and finite_x.size and np.all(finite_x > 0):
         ax.set_xscale("log")
         ax.set_xlabel(f"Mean broker memory ({b_name}, log scale)")
-        ax.margins(x=0.2)
+        lo = float(np.nanmin(np.where(x_lo > 0, x_lo, xs)))
+        hi = float(np.nanmax(x_hi))
+        ax.set_xlim(lo / 1.6, hi * 1.6 if hi > lo else lo * 10)
     else:
         ax.set_xlabel(f"Mean broker memory ({b_name})")
-        hi = xs + (xerr[1] if xerr is not None else 0.0)
-        right = float(np.nanmax(hi)) if np.isfinite(hi).any() else 0.0
-        ax.set_xlim(-0.03 * right if right > 0 else -0.05,
-                    right * 1.25 if right > 0 else 1.0)  # room for the labels
+        right = float(np.nanmax(x_hi)) if np.isfinite(x_hi).any() else 0.0
+        ax.set_xlim(-0.03 * right if right > 0 else -0.05, right * 1.2 if right > 0 else 1.0)
     ax.set_ylabel("Loss ratio (% of routed message-consumer pairs)")
-    hi = yp + (yerr[1] if yerr is not None else 0.0)
-    top = float(np.nanmax(hi)) if np.isfinite(hi).any() else 0.0
-    ax.set_ylim(-0.03 * top if top > 0 else -0.05, top * 1.12 if top > 0 else 1.0)
-    ax.grid(alpha=0.3)
-    ax.set_axisbelow(True)
-    if xerr is not None or yerr is not None:
-        ax.legend(loc="best", fontsize=8)
+    y_hi = yp + (yerr[1] if yerr is not None else 0.0)
+    top = float(np.nanmax(y_hi)) if np.isfinite(y_hi).any() else 0.0
+    ax.set_ylim(-0.04 * top if top > 0 else -0.05, top * 1.15 if top > 0 else 1.0)
     if title:
         ax.set_title(title)
+    try:  # run the layout so that the axes have their final size
+        fig.draw_without_rendering()
+    except Exception:  # pragma: no cover - only a better guess of the label sizes is lost
+        pass
+
+    if xerr is not None or yerr is not None:
+        ax.errorbar(xs, yp, xerr=xerr, yerr=yerr, fmt="none", ecolor="0.45", elinewidth=1,
+                    capsize=3, zorder=1, label="95 % confidence interval")
+    groups = _group_points(ax, xs, yp, labels)
+    offsets = _label_offsets(ax, xs, yp, groups, fontsize) if groups else []
+    for g, (idx, labs) in enumerate(groups):
+        ax.scatter(xs[idx], yp[idx], color=f"C{g % 10}", s=45, zorder=2, edgecolors="black",
+                   linewidths=0.5, label="\n".join(labs) if offsets is None else None)
+        if offsets is not None:
+            ax.annotate("\n".join(labs), (xs[idx[0]], yp[idx[0]]), xytext=offsets[g],
+                        textcoords="offset points", ha="left", va="bottom", fontsize=fontsize,
+                        linespacing=1.0)
+    if offsets is None:
+        ax.legend(title="policy", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=fontsize,
+                  title_fontsize=fontsize, frameon=False, labelspacing=0.8)
+    elif xerr is not None or yerr is not None:
+        ax.legend(loc="best", fontsize=fontsize)
+    ax.grid(alpha=0.3)
+    ax.set_axisbelow(True)
     return fig

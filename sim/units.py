@@ -127,7 +127,7 @@ def parse_int(value: object, field: str, lo: int, hi: int | None = None, what: s
     allowed = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
     if what:
         allowed += f" ({what})"
-    if isinstance(value, bool) or not (_is_number(value) and float(value) == int(value)):
+    if isinstance(value, bool) or not (_is_number(value) and math.isfinite(value) and float(value) == int(value)):
         raise ScenarioError(field, value, f"is not allowed: use {allowed}")
     n = int(value)
     if n < lo or (hi is not None and n > hi):

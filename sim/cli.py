@@ -1,0 +1,131 @@
+"""``mqtt-sim``: run a scenario, or the demo policy comparison.
+
+    mqtt-sim run SCENARIO.yaml [--seed N] [--out DIR] [--messages]
+    mqtt-sim demo [--out DIR] [--replications N] [--jobs N]
+
+A scenario error prints one line, ``error: <field>: <value> <what is allowed>``, and exits 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .config import load_scenario
+from .protocol import LOSS_CAUSES, UINT_MAX
+from .run import run
+from .units import ScenarioError
+
+EXIT_BAD_INPUT = 2
+SCENARIOS = Path(__file__).resolve().parent.parent / "data" / "scenarios"
+
+
+def format_summary(summary: pd.Series) -> str:
+    """The summary as an aligned two-column table, counts as integers, bytes with units."""
+    lines = []
+    for key, value in summary.items():
+        if key.startswith("lost_") and value == 0:
+            continue
+        if key in ("loss_ratio",):
+            text = f"{value:.6f}" if value == value else "n/a (nothing routed)"
+        elif key.startswith("memory_") or key.startswith("queued_messages_mean") or key == "horizon":
+            text = f"{value:,.1f}"
+        else:
+            text = f"{int(value):,}"
+        lines.append(f"  {key:<30} {text:>20}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scn = load_scenario(args.scenario)
+    res = run(scn, seed=args.seed, record_messages=True if args.messages else None)
+    print(f"scenario {scn.name!r}, seed {args.seed}, horizon {scn.horizon:g} s ({res.wall_seconds:.2f} s wall)")
+    print(format_summary(res.summary))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        res.summary.to_frame().T.to_csv(out / "summary.csv", index=False)
+        res.fates.to_csv(out / "fates.csv", index=False)
+        res.memory.to_csv(out / "memory.csv", index=False)
+        res.events.to_csv(out / "events.csv", index=False)
+        if res.messages is not None:
+            res.messages.to_csv(out / "messages.csv", index=False)
+        print(f"wrote {out}/summary.csv, fates.csv, memory.csv, events.csv" + (", messages.csv" if res.messages is not None else ""))
+    return 0
+
+
+DEMO_EXPIRY = [0, 15, 300, 3600, UINT_MAX]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Policy comparison on the transport example: expiry × clean start, with replications."""
+    from . import plots
+    from .sweep import summarize, sweep
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scn = load_scenario(SCENARIOS / "transport_example.yaml")
+    if args.horizon:
+        scn = scn.updated({"horizon": args.horizon})
+    grid = {"mqttConsumer.session expiry interval": DEMO_EXPIRY, "mqttConsumer.clean start": [False, True]}
+    print(f"policy comparison on {scn.name!r}: {len(DEMO_EXPIRY) * 2} policies x {args.replications} replications")
+    runs = sweep(scn, grid, replications=args.replications, seed=args.seed, jobs=args.jobs, progress=not args.quiet)
+    metrics = ("loss_ratio", "memory_peak_bytes", "memory_mean_bytes") + tuple(f"lost_{c}" for c in LOSS_CAUSES) + ("routed",)
+    table = summarize(runs, by=list(grid), metrics=metrics)
+    table.insert(0, "policy", [_policy_label(r) for _, r in table.iterrows()])
+    runs.to_csv(out / "policy_runs.csv", index=False)
+    table.to_csv(out / "policy_comparison.csv", index=False)
+    show = table[["policy", "loss_ratio", "loss_ratio_ci_low", "loss_ratio_ci_high", "memory_peak_bytes", "memory_mean_bytes"]
+                 + [f"lost_{c}" for c in LOSS_CAUSES if table[f"lost_{c}"].sum() > 0]]
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:,.4g}".format):
+        print(show.to_string(index=False))
+    fig = plots.policy_figure(table.set_index("policy"))
+    fig.savefig(out / "policy_comparison.png", dpi=120, bbox_inches="tight")
+    print(f"wrote {out / 'policy_comparison.csv'}, {out / 'policy_runs.csv'}, {out / 'policy_comparison.png'}")
+    for path in sorted(SCENARIOS.glob("*.yaml")):
+        res = run(load_scenario(path), seed=args.seed, record_messages=False, record_events=False)
+        s = res.summary
+        print(f"  {path.name:<28} loss ratio {s['loss_ratio']:.4f}  peak memory {s['memory_peak_bytes'] / 1e3:,.1f} kB"
+              f"  pending {int(s['pending'])}  stranded {int(s['stranded'])}")
+    return 0
+
+
+def _policy_label(row: pd.Series) -> str:
+    e = int(row["mqttConsumer.session expiry interval"])
+    cs = "true" if row["mqttConsumer.clean start"] else "false"
+    return f"expiry {'UINT_MAX' if e == UINT_MAX else e}, clean start {cs}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mqtt-sim", description="Simulate MQTT v5 session policies: loss by cause, broker memory.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run one scenario and print its summary")
+    r.add_argument("scenario", help="scenario YAML file")
+    r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    r.add_argument("--out", help="folder for summary.csv, fates.csv, memory.csv, events.csv")
+    r.add_argument("--messages", action="store_true", help="also record one row per (message, consumer) pair")
+    r.set_defaults(func=cmd_run)
+    d = sub.add_parser("demo", help="policy comparison on the shipped example; writes CSV and PNG")
+    d.add_argument("--out", default="data/results", help="output folder (default data/results)")
+    d.add_argument("--replications", type=int, default=5)
+    d.add_argument("--jobs", type=int, default=2)
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--horizon", help="override the example's horizon, e.g. 1h")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ScenarioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

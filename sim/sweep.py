@@ -1,0 +1,149 @@
+"""Experiments: policy grids × replications with common random numbers, and t-intervals.
+
+Every grid cell is validated before the first run. Replication ``r`` of every cell uses the
+same run seed (drawn from ``SeedSequence(seed)``), so cells are compared under common random
+numbers: the same outages and publishes, only the policy differs. With ``out=`` each finished
+run is appended to a CSV file at once, and a rerun with the same arguments skips the runs
+already there, so an interrupted sweep loses no finished run.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .config import Scenario
+from .run import run
+from .units import ScenarioError
+
+#: Summary columns :func:`summarize` gives intervals for by default.
+DEFAULT_METRICS = ("loss_ratio", "lost", "routed", "delivered", "duplicates", "memory_peak_bytes",
+                   "memory_mean_bytes", "memory_final_bytes")
+
+
+def replication_seeds(seed: int, replications: int) -> list[int]:
+    """The run seed of each replication: independent streams from one root SeedSequence."""
+    return [int(s.generate_state(1, np.uint64)[0] >> np.uint64(1)) for s in np.random.SeedSequence(seed).spawn(replications)]
+
+
+def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The full factorial of ``grid`` (dotted field path -> values), in a stable order."""
+    for key, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
+            raise ScenarioError(f"grid.{key}", values, "must be a non-empty list of values")
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def _one(scenario: Scenario, cell: dict[str, Any], replication: int, run_seed: int) -> dict[str, Any]:
+    res = run(scenario.updated(cell) if cell else scenario, seed=run_seed, record_messages=False,
+              record_events=False, record_memory=False)
+    row: dict[str, Any] = {**cell, "replication": replication, "run_seed": run_seed}
+    row.update(res.summary.to_dict())
+    row["wall_seconds"] = res.wall_seconds
+    return row
+
+
+def _key(cell: Mapping[str, Any], replication: int) -> str:
+    return json.dumps([{k: cell[k] for k in sorted(cell)}, replication], default=str, sort_keys=True)
+
+
+def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, replications: int = 10, seed: int = 0,
+          jobs: int = 1, out: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+    """Run every grid cell ``replications`` times; one row per run (grid values, replication, summary).
+
+    ``grid`` maps dotted field paths (``"mqttConsumer.session expiry interval"``) to lists of
+    values. ``jobs`` > 1 runs in that many processes; results do not depend on it.
+    """
+    if isinstance(replications, bool) or not isinstance(replications, int) or replications < 1:
+        raise ValueError(f"replications: {replications!r} must be an integer >= 1")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: {jobs!r} must be an integer >= 1")
+    cells = grid_cells(grid or {})
+    for cell in cells:  # validate every cell before any simulation
+        scenario.updated(cell)
+    seeds = replication_seeds(seed, replications)
+    todo = [(cell, r) for cell in cells for r in range(replications)]
+    rows: list[dict[str, Any]] = []
+    path = Path(out) if out is not None else None
+    if path is not None and path.exists():
+        done = pd.read_csv(path)
+        have = {_key({k: _restore(v) for k, v in row.items() if k in (cells[0] if cells else {})}, int(row["replication"]))
+                for _, row in done.iterrows()}
+        rows.extend(done.to_dict("records"))
+        todo = [(c, r) for c, r in todo if _key(c, r) not in have]
+    bar = _progress(len(todo), progress)
+    try:
+        if jobs == 1:
+            for cell, r in todo:
+                _keep(rows, _one(scenario, cell, r, seeds[r]), path, bar)
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = [pool.submit(_one, scenario, cell, r, seeds[r]) for cell, r in todo]
+                for fut in as_completed(futures):
+                    _keep(rows, fut.result(), path, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    df = pd.DataFrame(rows)
+    order = list(grid or {}) + ["replication"]
+    return df.sort_values(order, kind="stable", key=lambda s: s.map(str) if s.dtype == object else s).reset_index(drop=True)
+
+
+def _restore(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _keep(rows: list, row: dict, path: Path | None, bar) -> None:
+    rows.append(row)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
+    if bar is not None:
+        bar.update(1)
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="runs", unit="run")
+
+
+def summarize(df: pd.DataFrame, by: Sequence[str] | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
+              confidence: float = 0.95) -> pd.DataFrame:
+    """Mean and t-interval over replications per grid point: ``<metric>``, ``_ci_low``, ``_ci_high``.
+
+    ``by`` defaults to every column that is neither a summary metric nor run bookkeeping.
+    Intervals use scipy.stats.t with n-1 degrees of freedom; with one replication, or no
+    variation, the interval is the mean itself.
+    """
+    from scipy import stats
+
+    if by is None:
+        bookkeeping = {"replication", "run_seed", "wall_seconds", "seed", "horizon"}
+        numeric_summary = set(DEFAULT_METRICS) | {c for c in df.columns if c.startswith(("lost_", "memory_", "sessions_",
+                                                                                         "queued_"))}
+        numeric_summary |= {"published", "pending", "stranded", "connects", "disconnects", "departures",
+                            "protocol_errors"}
+        by = [c for c in df.columns if c not in bookkeeping and c not in numeric_summary]
+    out = []
+    groups = df.groupby(list(by), sort=False, dropna=False) if by else [((), df)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, Any] = dict(zip(by, key))
+        row["n"] = len(g)
+        for m in metrics:
+            x = g[m].astype(float).to_numpy()
+            mean = float(np.mean(x))
+            sem = float(stats.sem(x)) if len(x) > 1 else 0.0
+            lo, hi = (stats.t.interval(confidence, len(x) - 1, loc=mean, scale=sem) if sem > 0 else (mean, mean))
+            row[m], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = mean, float(lo), float(hi)
+        out.append(row)
+    return pd.DataFrame(out)
