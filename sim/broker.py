@@ -329,9 +329,10 @@ class Broker:
         """Send (or re-send) an in-flight QoS 1/2 entry on the current connection."""
         lat, conn = s.client.latency, s.connection
         e.sent_on = conn
-        if lat == 0:
+        if lat == 0:  # received and acknowledged at once; callers loop (no recursion via pump)
             self._receipt(s, e, conn)
-            self._ack(s, e, conn)
+            del s.inflight[e]
+            self._release(s, e)
             return
         self._schedule(lat, PRIORITY_MESSAGE, lambda: self._receipt(s, e, conn))
         self._schedule(2 * lat, PRIORITY_MESSAGE, lambda: self._ack(s, e, conn))

@@ -26,7 +26,7 @@ from matplotlib.patches import Rectangle
 
 from .protocol import LOSS_CAUSES, UINT_MAX
 
-__all__ = ["loss_by_cause", "memory_over_time", "policy_tradeoff", "byte_unit", "time_unit"]
+__all__ = ["loss_by_cause", "memory_over_time", "policy_tradeoff", "policy_figure", "byte_unit", "time_unit"]
 
 #: Display names of the loss causes (legend entries).
 CAUSE_LABELS = {
@@ -519,4 +519,17 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
         ax.legend(loc="best", fontsize=fontsize)
     ax.grid(alpha=0.3)
     ax.set_axisbelow(True)
+    return fig
+
+
+def policy_figure(table: pd.DataFrame, *, logx: bool = False) -> Figure:
+    """The demo's figure: loss by cause (left) and loss versus mean memory (right), per policy.
+
+    ``table`` has one row per policy (index = label), e.g. :func:`sim.sweep.summarize` output
+    with ``lost_<cause>`` metrics and ``routed``.
+    """
+    fig = Figure(figsize=(14, 0.45 * len(table) + 3), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    loss_by_cause(table, ax=left)
+    policy_tradeoff(table, ax=right, logx=logx)
     return fig
