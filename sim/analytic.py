@@ -92,6 +92,7 @@ __all__ = [
     "loss_by_cause_general",
     "mean_queued_general",
     "mean_offline_sessions_general",
+    "mean_sessions_general",
 ]
 
 
@@ -337,3 +338,10 @@ def mean_offline_sessions_general(U, down, E: Any, uint_max_never_expires: bool 
     u = _up_mean(U)
     m = offline_moments(down, E, uint_max_never_expires)
     return m["min1"] / (u + m["mean"])
+
+
+def mean_sessions_general(U, down, E: Any, uint_max_never_expires: bool = True) -> float:
+    """Fraction of time a session exists = ``(U + E[min(X, E)]) / (U + D)`` for any distribution."""
+    u = _up_mean(U)
+    m = offline_moments(down, E, uint_max_never_expires)
+    return (u + m["min1"]) / (u + m["mean"])

@@ -15,7 +15,7 @@ import simpy
 from .broker import Broker
 from .config import ConsumerBlock, PublisherBlock
 from .ledger import Ledger, Message
-from .outages import DrawBuffer, Distribution, outage_times, reconnect_time
+from .outages import DrawBuffer, Distribution, OutagePlan, reconnect_time
 from .session import PRIORITY_CONNECTION, PRIORITY_MESSAGE, Alarm
 
 
@@ -33,6 +33,7 @@ class Client:
         self.connected = False
         self.departed = False
         self.connection = 0
+        self.replacement = False  # joined in place of a departed client
 
     # --- the life cycle ----------------------------------------------------------
     def lifecycle(self):
@@ -40,10 +41,12 @@ class Client:
         env, out, horizon = self.env, self.block.outages, self.broker.horizon
         self.connect(self.block.clean_start)
         clean_start_again = self.block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
-        for outage in outage_times(out, self.slot, self.outage_rng, start=env.now):
-            if outage.start >= horizon:
+        plan = OutagePlan(out, self.slot, self.outage_rng, joined=env.now if self.replacement else None)
+        while True:
+            outage = plan.next(env.now)
+            if outage is None or outage.start >= horizon:
                 return
-            yield Alarm(env, max(0.0, outage.start - env.now), PRIORITY_CONNECTION)
+            yield Alarm(env, outage.start - env.now, PRIORITY_CONNECTION)
             self.disconnect(out.disconnect, out.disconnect_session_expiry_interval)
             if outage.end is None:
                 self.depart()
@@ -124,6 +127,8 @@ class Publisher(Client):
         env, b, horizon = self.env, self.block, self.broker.horizon
         if b.schedule is not None:
             for t in b.schedule:
+                if t < env.now:  # a replacement publishes what is left of the schedule
+                    continue
                 if t >= horizon:
                     return
                 yield Alarm(env, t - env.now, PRIORITY_MESSAGE)
@@ -249,7 +254,7 @@ class Fleet:
         for slot in range(self.block.clients):
             self.spawn(slot)
 
-    def spawn(self, slot: int) -> Client:
+    def spawn(self, slot: int, replacement: bool = False) -> Client:
         """A new client identifier joins in ``slot``, connects now and starts its processes."""
         cid = f"{self.prefix}-{self.count}"
         self.count += 1
@@ -263,6 +268,7 @@ class Fleet:
             index = self.broker.ledger.add_consumer(cid, self.block_index)
             client = Consumer(self.env, self.broker, index=index, **common)
             self.members[cid] = client
+        client.replacement = replacement
         self.clients.append(client)
         self.env.process(client.lifecycle())
         if isinstance(client, Publisher):
@@ -273,7 +279,7 @@ class Fleet:
         if isinstance(client, Consumer):
             self.broker.ledger.consumers[client.index].departed = True
         if self.block.outages.replace_departed:
-            new = self.spawn(client.slot)
+            new = self.spawn(client.slot, replacement=True)
             self.broker.ledger.event(self.env.now, new.client_id, new.role, "joined", detail=f"replaces {client.client_id}")
 
     def forget(self, client: Client) -> None:

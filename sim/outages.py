@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -155,32 +155,42 @@ class Outage:
     end: float | None
 
 
-def outage_times(outages, slot: int, rng: np.random.Generator, start: float = 0.0) -> Iterator[Outage]:
-    """The outages of one client slot, in time order, from ``start`` (the connect time).
+class OutagePlan:
+    """The outages of one client slot, one at a time, from the moment it (re)connects.
 
-    With distributions: up ~ ``outages.up``, then down ~ ``outages.down``; each disconnect is
-    for good with probability ``leave probability`` (its own draw, so it does not shift the
-    up/down draws). With a trace: the slot's pairs, as absolute times.
+    With distributions: the next drop comes an up-time ~ ``outages.up`` after the client is
+    connected again (so back-off delays do not eat into the next up-time), and lasts a
+    down-time ~ ``outages.down``; each drop is for good with probability ``leave
+    probability`` (its own stream, so it does not shift the up/down draws). With a trace:
+    the slot's pairs as absolute times; a drop that the trace puts before the client is back
+    (because of back-off) happens the moment it is back.
     """
-    if outages.traces is not None:
-        for off, on in outages.traces[slot]:
-            if off >= start:
-                yield Outage(off, on)
-        return
-    if outages.up is None:
-        return
-    up_rng, down_rng, leave_rng = rng.spawn(3)
-    ups, downs = DrawBuffer(outages.up, up_rng), DrawBuffer(outages.down, down_rng)
-    t = start
-    p_leave = outages.leave_probability
-    while True:
-        t += ups.next()
-        down = downs.next()
-        if p_leave > 0 and leave_rng.random() < p_leave:
-            yield Outage(t, None)
-            return
-        yield Outage(t, t + down)
-        t += down
+
+    def __init__(self, outages, slot: int, rng: np.random.Generator, joined: float | None = None):
+        self.outages = outages
+        self.trace = None
+        if outages.traces is not None:  # a replacement that joined at ``joined`` follows what is left
+            self.trace = [p for p in outages.traces[slot] if joined is None or p[0] > joined]
+        if outages.up is not None:
+            up_rng, down_rng, self.leave_rng = rng.spawn(3)
+            self.ups, self.downs = DrawBuffer(outages.up, up_rng), DrawBuffer(outages.down, down_rng)
+
+    def next(self, now: float) -> Outage | None:
+        """The next outage for a client connected at ``now``; None if it never drops again."""
+        if self.trace is not None:
+            while self.trace:
+                off, on = self.trace.pop(0)
+                if on is None or on > now:
+                    return Outage(max(off, now), on)
+            return None
+        if self.outages.up is None:
+            return None
+        start = now + self.ups.next()
+        down = self.downs.next()
+        p_leave = self.outages.leave_probability
+        if p_leave > 0 and self.leave_rng.random() < p_leave:
+            return Outage(start, None)
+        return Outage(start, start + down)
 
 
 def reconnect_time(outage_end: float, outage_start: float, backoff, rng: np.random.Generator | None) -> float:

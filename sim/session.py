@@ -23,6 +23,8 @@ class Alarm(Event):
     """An event that fires ``delay`` seconds from now with a chosen same-instant priority."""
 
     def __init__(self, env: simpy.Environment, delay: float, priority: int, callback=None):
+        if delay < 0:
+            raise ValueError(f"an event cannot be scheduled in the past (delay {delay})")
         super().__init__(env)
         self._ok = True
         self._value = None
