@@ -24,7 +24,11 @@ to those differences::
 with ``entries = messages * fanout`` and the byte terms (client-id, filter, topic and payload
 bytes) entering with coefficient 1 (a second fit frees that coefficient, as a check). An
 intercept ``c0`` absorbs per-run effects that do not scale with the configuration
-(``$SYS`` retained values growing by a digit, hash-table bucket arrays). Every measurement is
+(``$SYS`` retained values growing by a digit, hash-table bucket arrays, the topic-tree nodes
+of the few distinct filters). The fitted sessions share their topic filters, as the clients of
+one sim consumer block do; filters unique to each subscription cost more (Mosquitto adds
+topic-tree nodes per distinct filter level), which the model's formula has no term for: the
+full run measures that as a diagnostic and prints it. Every measurement is
 written to ``data/calibration/<broker>.csv``; ``--write`` puts the rounded constants into
 ``data/profiles/<broker>.yaml``.
 """
@@ -33,13 +37,12 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
-import os
 import re
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -220,7 +223,9 @@ class Config:
     id_len: int = 12          # client-id bytes
     filter_len: int = 12      # bytes of each topic filter
     topic_len: int = 12       # bytes of the published topic
-    shared_filter: bool = False  # all sessions subscribe to the same filters (as a sim block does)
+    filters_mode: str = "shared"  # shared: every session has the same filters (as a sim block);
+                                  # leaf: unique last level under a shared prefix ("f/<i>-<j>");
+                                  # tree: unique levels "f/<i>/<j>/..." (nodes with children tables)
 
     @property
     def subscriptions(self) -> int:
@@ -235,14 +240,14 @@ class Config:
 
     def filters(self, i: int) -> list[str]:
         """Topic filters of session ``i``; the first one of the first ``fanout`` sessions matches
-        the publish topic. Distinct filters unless ``shared_filter``."""
+        the publish topic. Same for every session unless ``filters_mode`` says otherwise."""
         out = []
         for j in range(self.subs_per_session):
             if j == 0 and i < self.fanout:
                 out.append(self.topic())
             else:
-                key = f"f/{j}" if self.shared_filter else f"f/{i}/{j}"
-                out.append(_pad(key + "/", self.filter_len, "y"))
+                key = {"shared": f"f/{j}-", "leaf": f"f/{i}-{j}-", "tree": f"f/{i}/{j}/"}[self.filters_mode]
+                out.append(_pad(key, self.filter_len, "y"))
         return out
 
     def topic(self) -> str:
@@ -256,16 +261,25 @@ def _pad(prefix: str, n: int, ch: str) -> str:
     return prefix + ch * max(0, n - len(prefix))
 
 
+def build_state(broker: Mosquitto, sessions: list[tuple[str, list[str]]], topic: str = "", payload_bytes: int = 0,
+                messages: int = 0, publisher_id: str = PUBLISHER_ID) -> None:
+    """Offline sessions ``(client id, topic filters)`` (Clean Start 0, expiry UINT_MAX, QoS 1
+    subscriptions, then DISCONNECT), then ``messages`` QoS 1 publishes to ``topic`` by a
+    publisher with expiry 0 that disconnects afterwards (so its session is gone)."""
+    for cid, filters in sessions:
+        c = _Client(broker.host, broker.port, cid, clean_start=False, expiry=UINT_MAX)
+        c.subscribe(filters)
+        c.disconnect()
+    if messages:
+        pub = _Client(broker.host, broker.port, publisher_id, clean_start=True, expiry=0)
+        pub.publish(topic, b"p" * payload_bytes, messages)
+        pub.disconnect()
+
+
 def build(broker: Mosquitto, cfg: Config, publisher_id: str = PUBLISHER_ID) -> None:
     """Create ``cfg`` on a running broker: offline sessions, then the queued messages."""
-    for i, cid in enumerate(cfg.client_ids()):
-        c = _Client(broker.host, broker.port, cid, clean_start=False, expiry=UINT_MAX)
-        c.subscribe(cfg.filters(i))
-        c.disconnect()
-    if cfg.messages:
-        pub = _Client(broker.host, broker.port, publisher_id, clean_start=True, expiry=0)
-        pub.publish(cfg.topic(), b"p" * cfg.payload_bytes, cfg.messages)
-        pub.disconnect()
+    build_state(broker, [(cid, cfg.filters(i)) for i, cid in enumerate(cfg.client_ids())], cfg.topic(),
+                cfg.payload_bytes, cfg.messages, publisher_id)
 
 
 def warm_up(broker: Mosquitto) -> None:
@@ -282,9 +296,10 @@ def warm_up(broker: Mosquitto) -> None:
     c.disconnect()
 
 
-def measure(cfg: Config, repeat: int = 0, settings: dict | None = None) -> dict:
-    """One fresh broker: baseline heap, build ``cfg``, heap again; returns a CSV row."""
-    t0 = time.monotonic()
+def heap_increase(builder, offline_sessions: int, settings: dict | None = None) -> dict:
+    """On a fresh broker (``max_queued_messages 0`` plus ``settings``): warm up, read the baseline
+    heap, call ``builder(broker)``, read the heap again once ``offline_sessions`` are reported.
+    Returns heap, baseline, delta, source ("heap" or "rss"), disconnected, stored_messages."""
     conf = {"max_queued_messages": 0}
     conf.update(settings or {})
     with Mosquitto(conf) as broker:
@@ -292,27 +307,43 @@ def measure(cfg: Config, repeat: int = 0, settings: dict | None = None) -> dict:
         try:
             warm_up(broker)
             base, source, _, _ = mon.read(broker.pid, disconnected=0)
-            build(broker, cfg)
-            heap, source2, disc, stored = mon.read(broker.pid, disconnected=cfg.sessions)
+            builder(broker)
+            heap, source2, disc, stored = mon.read(broker.pid, disconnected=offline_sessions)
         finally:
             mon.close()
-    if disc != cfg.sessions:
-        raise RuntimeError(f"{cfg.name}: broker reports {disc} offline sessions, expected {cfg.sessions}")
+    if disc != offline_sessions:
+        raise RuntimeError(f"broker reports {disc} offline sessions, expected {offline_sessions}")
+    return dict(heap=heap, baseline=base, delta=heap - base, source=source if source == source2 else f"{source}/{source2}",
+                disconnected=disc, stored_messages=stored)
+
+
+def measure(cfg: Config, repeat: int = 0, settings: dict | None = None) -> dict:
+    """One fresh broker: baseline heap, build ``cfg``, heap again; returns a CSV row."""
+    t0 = time.monotonic()
+    m = heap_increase(lambda b: build(b, cfg), cfg.sessions, settings)
+    heap, base, source, disc, stored = m["heap"], m["baseline"], m["source"], m["disconnected"], m["stored_messages"]
     ids = cfg.client_ids()
     row = dict(config=cfg.name, kind=cfg.kind, repeat=repeat, sessions=cfg.sessions,
                subscriptions=cfg.subscriptions, messages=cfg.messages, payload_bytes=cfg.payload_bytes,
                fanout=cfg.fanout, entries=cfg.entries, id_bytes=sum(len(i.encode()) for i in ids),
                filter_bytes=cfg.filter_bytes(), topic_bytes=len(cfg.topic().encode()) * (cfg.messages > 0),
                heap_bytes=heap, baseline_bytes=base, delta_bytes=heap - base,
-               source=source if source == source2 else f"{source}/{source2}", disconnected=disc,
+               source=source, disconnected=disc,
                stored_messages=stored, seconds=round(time.monotonic() - t0, 2))
     return row
 
 
 def plan(quick: bool = False) -> list[tuple[Config, int]]:
-    """Configurations and how many times each is repeated."""
+    """Configurations and how many times each is repeated.
+
+    Fitted configurations subscribe as a sim consumer block does: sessions share their topic
+    filters (``filters_mode="shared"``). Mosquitto keeps a copy of the filter per subscription
+    (so filter bytes do scale per subscription) but one topic-tree node per distinct filter
+    level; the ``diagnostic`` configurations (full run only, not fitted) measure what unique
+    filters cost on top.
+    """
     C = Config
-    full = [
+    fitted = [
         C("s40", "sessions", 40),
         C("s120", "sessions", 120),
         C("s240", "sessions", 240),
@@ -328,10 +359,15 @@ def plan(quick: bool = False) -> list[tuple[Config, int]]:
         C("f40m150", "fanout", 40, messages=150, payload_bytes=64, fanout=40),
         C("f40m150p2k", "fanout", 40, messages=150, payload_bytes=2000, fanout=20),
     ]
+    diagnostic = [
+        C("leaf20x9", "diagnostic", 20, subs_per_session=9, filters_mode="leaf"),
+        C("tree20x9", "diagnostic", 20, subs_per_session=9, filters_mode="tree"),
+        C("shared20x9", "diagnostic", 20, subs_per_session=9),
+    ]
     if quick:
-        names = {"s120", "sub20x24", "m300p256", "m600p1024", "f40m150"}
-        return [(c, 1) for c in full if c.name in names] + [(c, 1) for c in full if c.name == "s40"]
-    return [(c, 3) for c in full]
+        names = ("s40", "s240", "sub20x24", "m300p16", "m600p1024", "m200p4000", "f10m200", "f40m150")
+        return [(c, 1) for c in fitted if c.name in names]
+    return [(c, 3) for c in fitted] + [(c, 1) for c in diagnostic]
 
 
 # --------------------------------------------------------------------------- fitting
@@ -369,7 +405,10 @@ def _lstsq(A: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def fit(rows: list[dict]) -> Fit:
-    """Least squares: delta - bytes = X @ constants + c0; and a check with the byte coefficient free."""
+    """Least squares: delta - bytes = X @ constants + c0; and a check with the byte coefficient free.
+
+    Rows of kind ``diagnostic`` are left out."""
+    rows = [r for r in rows if r["kind"] != "diagnostic"]
     X, b, y = _design(rows)
     ones = np.ones((len(rows), 1))
     A = np.hstack([X, ones])
@@ -407,6 +446,21 @@ def report(f: Fit, out=sys.stdout) -> None:
     p(f"residuals: rms {np.sqrt(np.mean(np.square(f.residuals))):.0f} B, max |relative| {max(rel):.2%}")
 
 
+def diagnostics(rows: list[dict], out=sys.stdout) -> dict[str, float]:
+    """Extra bytes per subscription when filters are unique instead of shared (same shape)."""
+    by = {r["config"]: r for r in rows}
+    got = {}
+    base = by.get("shared20x9")
+    if base:
+        for name in ("leaf20x9", "tree20x9"):
+            if name in by:
+                extra = (by[name]["delta_bytes"] - base["delta_bytes"]) / base["subscriptions"]
+                got[name] = extra
+                print(f"diagnostic: unique filters ({name}) cost {extra:.0f} B more per subscription than shared ones "
+                      f"(not in the model's formula)", file=out)
+    return got
+
+
 def noise(rows: list[dict]) -> dict[str, float]:
     """Standard deviation of the repeats of each configuration (bytes)."""
     by: dict[str, list[int]] = {}
@@ -432,17 +486,21 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def write_profile(path: Path, f: Fit, version: str, when: str, nrows: int) -> None:
-    """Replace the four constants, the ``calibrated:`` line and the calibration comment only."""
+    """Replace the four constants and the ``calibrated:`` line (with its comment) only."""
     text = path.read_text()
     c = f.rounded()
     for k, key in YAML_KEYS.items():
-        pat = re.compile(rf"^(\s*{re.escape(key)}:\s*)\d+(\s*#.*)?$", re.M)
-        note = f"# measured ± {f.stderr[k]:.0f} (calibration)"
-        text, n = pat.subn(lambda m: f"{m.group(1)}{c[k]:<5d}{' ' * max(0, 9 - len(key) // 4)}{note}", text, count=1)
+        pat = re.compile(rf"^(\s*{re.escape(key)}:)[^\n]*$", re.M)
+        line = f"{key}: {c[k]}"
+        note = f"# measured: {f.constants[k]:.1f} ± {f.stderr[k]:.1f} (least squares, sim.calibrate)"
+        if k == "subscription_overhead_bytes":
+            note += "; filters shared as in a sim block (a unique filter adds topic-tree nodes)"
+        text, n = pat.subn(lambda m: f"{m.group(1)[:-len(key) - 1]}{line:<33}{note}", text, count=1)
         if n != 1:
             raise ValueError(f"{path}: no line '{key}: <int>'")
-    cal = (f"calibrated: {when}   # python -m sim.calibrate mosquitto --write: {nrows} fresh-broker runs of "
-           f"mosquitto {version}, $SYS/broker/heap/current")
+    cal = (f"calibrated: true   # {when}: `python -m sim.calibrate mosquitto --write`, mosquitto {version} on "
+           f"127.0.0.1, $SYS/broker/heap/current minus a fresh-broker baseline, {nrows} runs (offline sessions "
+           f"sharing their filters, queued QoS 1 messages, fan-out); data/calibration/mosquitto.csv")
     text, n = re.subn(r"^calibrated:.*$", cal, text, count=1, flags=re.M)
     if n != 1:
         raise ValueError(f"{path}: no 'calibrated:' line")
@@ -476,17 +534,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("broker", choices=["mosquitto"])
     ap.add_argument("--quick", action="store_true", help="fewer configurations, no repeats (~40 s)")
     ap.add_argument("--write", action="store_true", help="write the fitted constants into data/profiles/<broker>.yaml")
-    ap.add_argument("--csv", type=Path, default=None, help="measurements file (default data/calibration/<broker>.csv)")
+    ap.add_argument("--csv", type=Path, default=None,
+                    help="measurements file (default data/calibration/<broker>.csv; a --quick run without "
+                         "--write leaves that file alone and writes to a temporary file)")
     ap.add_argument("--workers", type=int, default=None, help="brokers measured in parallel")
     a = ap.parse_args(argv)
     t0 = time.monotonic()
     rows = run(a.quick, a.workers, progress=lambda r: print(
         f"  {r['config']:<16} rep {r['repeat']}  +{r['delta_bytes']:>9} B  ({r['source']}, {r['seconds']} s)",
         flush=True))
-    csv_path = a.csv or ROOT / "data" / "calibration" / f"{a.broker}.csv"
+    csv_path = a.csv
+    if csv_path is None:
+        if a.quick and not a.write:  # keep the measurements the shipped constants come from
+            import tempfile
+            csv_path = Path(tempfile.gettempdir()) / f"{a.broker}-calibration-quick.csv"
+        else:
+            csv_path = ROOT / "data" / "calibration" / f"{a.broker}.csv"
     write_csv(rows, csv_path)
     f = fit(rows)
     report(f)
+    diagnostics(rows)
     nz = noise(rows)
     if nz:
         print("repeat noise (std of the heap increase): "
