@@ -73,6 +73,7 @@ def test_general_version_agrees_with_exponential_closed_form(E_over_D):
     assert analytic.mean_queued_general(U, down, E, lam) == pytest.approx(analytic.mean_queued(U, D, E, lam), rel=1e-8)
     assert analytic.mean_offline_sessions_general(U, down, E) == pytest.approx(
         analytic.mean_offline_sessions(U, D, E), rel=1e-8, abs=1e-14)
+    assert analytic.mean_sessions_general(U, down, E) == pytest.approx(analytic.mean_sessions(U, D, E), rel=1e-8)
     # Only the mean of the connected period matters: a frozen distribution is accepted.
     up = stats.weibull_min(c=2.0, scale=U / math.gamma(1.5))
     assert analytic.loss_ratio_general(up, down, E) == pytest.approx(analytic.loss_ratio(U, D, E), rel=1e-8, abs=1e-14)
@@ -189,19 +190,25 @@ def test_renewal_reward_against_numpy_monte_carlo():
 # Time unit: seconds. Mean connected U = 30 s, mean offline D = 20 s, so a cycle is 50 s.
 U_MEAN, D_MEAN = 30.0, 20.0
 LAM = 0.2                 # messages/s: lam * D = 4 messages per offline period
-CONSUMERS = 10            # independent consumers per run (same message stream)
-REPLICATIONS = 8          # seeds 0..R-1
-HORIZON = 400 * (U_MEAN + D_MEAN)  # 20,000 s: 400 cycles per consumer, 4,000 per run
-# Finite-horizon bias. (i) Messages queued at the horizon are `pending`, not lost; at most
-# one offline period per consumer straddles the horizon, so the pending count is about the
-# stationary queue, lam E[min(X,E)^2]/(2(U+D)) <= lam D^2/(U+D) = 1.6 messages per consumer,
-# against lam*T = 4,000 routed: a shift of the loss ratio of at most 4e-4 (only the share
-# of those that would later expire counts). (ii) Every client starts connected: for the
-# exponential on/off chain the expected offline time over [0, T] falls short of T D/(U+D)
-# by U D^2/(U+D)^2 = 4.8 s, i.e. a relative 1.2e-3 of the offline time (and so of every
-# loss/queue figure). The 99 % half-widths below are a few percent of the values (the
-# between-replication sd of a loss ratio is ~ 1/sqrt(4,000 cycles) relative, times
-# t_{0.995,7} = 3.5 / sqrt(8)), i.e. >= 10x the bias: the bias cannot decide a test.
+CONSUMERS = 8             # independent consumers per run (same message stream)
+REPLICATIONS = 12         # seeds 0..R-1
+HORIZON = 1000 * (U_MEAN + D_MEAN)  # 50,000 s: 1,000 cycles per consumer, 8,000 per run
+# Finite-horizon bias (the closed forms are long-run limits):
+# (i) messages still queued at the horizon are `pending`, neither lost nor delivered. At
+#     most the one offline period straddling the horizon is affected, so per consumer the
+#     pending count is about the stationary queue, <= lam D^2/(U+D) = 1.6 messages, against
+#     lam T = 10,000 routed: a shift of any ratio to routed of at most 1.6e-4 absolute (the
+#     test below checks pending/routed directly).
+# (ii) every client starts connected: for the exponential on/off chain the expected offline
+#     time in [0, T] falls short of T D/(U+D) = 20,000 s by U D^2/(U+D)^2 = 4.8 s (2.4e-4
+#     relative); the queue's own warm-up lasts about one cycle, so every time average or
+#     ratio moves by O((U+D)/T) = 1e-3 relative at most.
+# The 99 % t half-widths over 12 replications are about 0.9 % (loss at E = 0) to 6 %
+# (no_session at E = 3D) of the values, measured: ~10x the bias or more, which therefore
+# cannot decide a test. (Per replication the ratios are Sigma lost / Sigma routed, then
+# i.i.d. across seeds: simulation-practice C.6.) Seeds are fixed, so the test is
+# deterministic; with ~20 interval checks at 99 %, a change of the engine's random streams
+# can push one outside by chance (about 1 in 6): look at the other seeds before blaming it.
 EXPIRIES = [0, 20, 60, UINT_MAX]  # 0, = D, 3 D, never
 
 
@@ -231,8 +238,13 @@ def _replicate(scn, consumers=CONSUMERS, replications=REPLICATIONS):
 
     rows = []
     for seed in range(replications):
-        s = sim.run(scn, seed=seed, record_messages=False, record_events=False).summary
+        res = sim.run(scn, seed=seed, record_messages=False, record_events=False)
+        s, m = res.summary, res.memory
         routed = float(s["routed"])
+        # time-average number of consumer sessions: the publisher's (it never disconnects)
+        # are those present at t = 0 beyond the consumers, all connected then.
+        held = np.diff(np.append(m["time"].to_numpy(), scn.horizon))
+        publisher_sessions = int(m["sessions"].iloc[0]) - consumers
         rows.append({
             "loss_ratio": float(s["loss_ratio"]),
             "session_expired": s["lost_session_expired"] / routed,
@@ -240,6 +252,7 @@ def _replicate(scn, consumers=CONSUMERS, replications=REPLICATIONS):
             "other_lost": (s["lost"] - s["lost_session_expired"] - s["lost_no_session"]) / routed,
             "pending": s["pending"] / routed,
             "queued": s["queued_messages_mean"] / consumers,
+            "sessions": ((m["sessions"].to_numpy() * held).sum() / scn.horizon - publisher_sessions) / consumers,
         })
     return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
@@ -255,7 +268,8 @@ def _t_interval(x, level=0.99):
 
 def _assert_inside(name, sample, value):
     lo, hi = _t_interval(sample)
-    assert lo <= value <= hi, (
+    slack = 1e-12 * max(abs(value), 1e-300)  # rounding, for a degenerate (zero-width) interval
+    assert lo - slack <= value <= hi + slack, (
         f"{name}: closed form {value:.6g} outside the simulation's 99% t-interval [{lo:.6g}, {hi:.6g}] "
         f"(replications {np.round(sample, 6).tolist()})")
 
@@ -268,7 +282,7 @@ def test_simulation_matches_closed_form_exponential(E):
     # Only the two session causes can occur: no limits, no message expiry, publisher always up.
     assert np.all(r["other_lost"] == 0)
     # The horizon bias argued above: pending is far below the interval's width.
-    assert r["pending"].mean() < 2e-3
+    assert r["pending"].mean() < 5e-4
     if E == UINT_MAX:
         # Never expires: nothing can be lost, exactly (§3.1.2.11.2).
         assert np.all(r["loss_ratio"] == 0.0)
@@ -282,6 +296,7 @@ def test_simulation_matches_closed_form_exponential(E):
             _assert_inside("lost_session_expired/routed", r["session_expired"], want["session_expired"])
         _assert_inside("queued_messages_mean per consumer", r["queued"],
                        analytic.mean_queued(U_MEAN, D_MEAN, E, LAM))
+    _assert_inside("time-average sessions per consumer", r["sessions"], analytic.mean_sessions(U_MEAN, D_MEAN, E))
 
 
 @pytest.mark.slow
@@ -300,3 +315,4 @@ def test_simulation_matches_general_form_lognormal():
     _assert_inside("lost_session_expired/routed", r["session_expired"], want["session_expired"])
     _assert_inside("lost_no_session/routed", r["no_session"], want["no_session"])
     _assert_inside("queued_messages_mean per consumer", r["queued"], analytic.mean_queued_general(up, down, E, LAM))
+    _assert_inside("time-average sessions per consumer", r["sessions"], analytic.mean_sessions_general(up, down, E))
