@@ -182,7 +182,7 @@ class Broker:
         self.ledger.memory(t, s.category, session=-(s.nbytes), queued=-s.queued_count, sessions=-1)
         s.inflight.clear()
         s.queue.clear()
-        s.queued_count = s.queued_bytes = s.nbytes = 0
+        s.queued_count = s.queued_bytes = s.limit_count = s.limit_bytes = s.nbytes = 0
         s.alive = False
         del self.sessions[s.client_id]
         s.client.session_ended(s)
@@ -248,10 +248,21 @@ class Broker:
         """Queue for later transmission, applying the queue limits (rule 7)."""
         cfg, t = self.cfg, self.env.now
         size = e.msg.payload_bytes
+        counted = self._counted(e)
 
         def full() -> bool:
-            return bool((cfg.max_queued_messages and s.queued_count + 1 > cfg.max_queued_messages)
-                        or (cfg.max_queued_bytes and s.queued_bytes + size > cfg.max_queued_bytes))
+            if not counted:  # Mosquitto: queued QoS 0 is not limited (conformance D2)
+                return False
+            n, b = s.limit_count, s.limit_bytes
+            if cfg.queue_limits_count_inflight and not s.connected:  # Mosquitto 2.0.11 (conformance D3)
+                n += len(s.inflight)
+                b += sum(x.msg.payload_bytes for x in s.inflight)
+            if cfg.max_queued_messages and n + 1 > cfg.max_queued_messages:
+                return True
+            if cfg.max_queued_bytes:
+                # "fits": the new message must fit; "below": admitted while the queue is under the limit (D1)
+                return b >= cfg.max_queued_bytes if cfg.queue_bytes_check == "below" else b + size > cfg.max_queued_bytes
+            return False
 
         if full() and cfg.queue_full_policy == "drop-oldest":
             while full() and s.queued_count:
@@ -266,12 +277,19 @@ class Broker:
         s.queue.append(e)
         s.queued_count += 1
         s.queued_bytes += size
+        if counted:
+            s.limit_count += 1
+            s.limit_bytes += size
         self.ledger.memory(t, s.category, queued=1)
         if cfg.message_expiry_check == "eager" and e.msg.expires_at is not None:
             # [MQTT-3.3.2-5]: an expired message not yet sent is deleted
             delay = max(0.0, e.msg.expires_at - t)
             if t + delay < self.horizon:
                 Alarm(self.env, delay, PRIORITY_EXPIRY, lambda _ev: self._expire_entry(s, e))
+
+    def _counted(self, e: Entry) -> bool:
+        """Whether the queue limits count this entry (all do, unless QoS 0 is exempt)."""
+        return e.qos > 0 or self.cfg.queue_limits_count_qos0
 
     def _unqueue(self, s: Session, e: Entry, popped: bool = False) -> None:
         """Take an entry out of the queue's counts (``popped``: already off the deque).
@@ -282,6 +300,9 @@ class Broker:
         e.live = False
         s.queued_count -= 1
         s.queued_bytes -= e.msg.payload_bytes
+        if self._counted(e):
+            s.limit_count -= 1
+            s.limit_bytes -= e.msg.payload_bytes
         self.ledger.memory(self.env.now, s.category, queued=-1)
 
     def _expire_entry(self, s: Session, e: Entry) -> None:

@@ -73,6 +73,9 @@ class BrokerConfig:
     max_queued_messages: int = 1000
     max_queued_bytes: int = 0
     queue_full_policy: str = "drop-new"
+    queue_bytes_check: str = "fits"
+    queue_limits_count_qos0: bool = True
+    queue_limits_count_inflight: bool = False
     queue_qos0_messages: bool = False
     max_session_expiry_interval: int = protocol.UINT_MAX
     uint_max_never_expires: bool = True
@@ -89,6 +92,9 @@ _BROKER_PARSERS = {
     "max_queued_messages": lambda v, f: parse_int(v, f, 0, what="0 = unlimited"),
     "max_queued_bytes": lambda v, f: parse_int(v, f, 0, what="0 = unlimited"),
     "queue_full_policy": lambda v, f: parse_choice(v, f, ("drop-new", "drop-oldest")),
+    "queue_bytes_check": lambda v, f: parse_choice(v, f, ("fits", "below")),
+    "queue_limits_count_qos0": parse_bool,
+    "queue_limits_count_inflight": parse_bool,
     "queue_qos0_messages": parse_bool,
     "max_session_expiry_interval": parse_interval,
     "uint_max_never_expires": parse_bool,

@@ -301,6 +301,24 @@ def timeline_problems(scenario: Scenario, time_scale: float = 1.0) -> list[str]:
     return out
 
 
+def mosquitto_version(executable: str | None) -> tuple[int, ...] | None:
+    """The version of a mosquitto executable (from ``mosquitto -h``), or None."""
+    import re
+    import subprocess
+
+    if executable is None:
+        return None
+    out = subprocess.run([executable, "-h"], capture_output=True, text=True, timeout=10)
+    m = re.search(r"mosquitto version (\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def profile_for(executable: str | None) -> str:
+    """The broker profile that models this mosquitto: ``mosquitto-2.0.11`` before 2.0.13 (D3)."""
+    v = mosquitto_version(executable)
+    return "mosquitto-2.0.11" if v is not None and v < (2, 0, 13) else "mosquitto"
+
+
 def broker_settings(scenario: Scenario) -> dict[str, Any]:
     """mosquitto.conf lines that give the real broker the scenario's limits."""
     b = scenario.broker

@@ -37,7 +37,7 @@ class Session:
     """One client identifier's session on the broker."""
 
     __slots__ = ("client_id", "role", "client", "interval", "sub_filter", "sub_qos", "queue", "queued_count",
-                 "queued_bytes", "inflight", "connected", "connection", "category", "nbytes", "expiry_token",
+                 "queued_bytes", "limit_count", "limit_bytes", "inflight", "connected", "connection", "category", "nbytes", "expiry_token",
                  "alive")
 
     def __init__(self, client_id: str, role: str, client, interval: int):
@@ -49,7 +49,9 @@ class Session:
         self.sub_qos = 0
         self.queue: deque[Entry] = deque()  # pending transmission, oldest first; may hold tombstones
         self.queued_count = 0  # live entries in ``queue``
-        self.queued_bytes = 0  # their payload bytes (what max queued bytes limits)
+        self.queued_bytes = 0  # their payload bytes
+        self.limit_count = 0  # the queued entries the queue limits count (see BrokerConfig)
+        self.limit_bytes = 0  # and their payload bytes
         self.inflight: dict[Entry, None] = {}  # sent, not yet acknowledged, in send order
         self.connected = False
         self.connection = 0  # number of the current/last network connection

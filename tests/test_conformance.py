@@ -46,8 +46,13 @@ def outage(*pairs, **kw):
     return {"trace": [list(p) for p in pairs], **kw}
 
 
+# The model side uses the profile of the installed broker's version (Debian 12 ships 2.0.11).
+PROFILE = cf.profile_for(find_mosquitto())
+OLD_2011 = PROFILE == "mosquitto-2.0.11"
+
+
 def scenario(name, consumers, publishers, horizon, broker=None):
-    return sim.load_scenario({"name": name, "horizon": horizon, "broker": {"profile": "mosquitto", **(broker or {})},
+    return sim.load_scenario({"name": name, "horizon": horizon, "broker": {"profile": PROFILE, **(broker or {})},
                               "mqttConsumer": consumers, "mqttPublisher": publishers})
 
 
@@ -109,16 +114,12 @@ case("max_queued_messages_drops_new",  # limit 2: 2 and 2.5 s queued, 3 and 3.5 
 case("max_queued_bytes_exact_multiple",  # 200 B = two 100 B payloads
      consumer(**{"outages": outage((1.5, 4.5))}), publisher([1, 2, 2.5, 3, 3.5, 5]), 6,
      {"c-0": ((False, True), (1, 2, 2.5, 5))}, broker={"max queued messages": 0, "max queued bytes": 200})
-case("max_queued_bytes_partial_message",
+case("max_queued_bytes_partial_message",  # profile: queue bytes check below (D1): 2, 2.5, 3 admitted
      consumer(**{"outages": outage((1.5, 4.5))}), publisher([1, 2, 2.5, 3, 3.5, 5]), 6,
-     {"c-0": ((False, True), (1, 2, 2.5, 5))}, broker={"max queued messages": 0, "max queued bytes": 250},
-     xfail="Mosquitto admits a message while the queue holds fewer than max_queued_bytes, so the queue "
-           "can exceed the limit by one message (model: queued + new <= limit); see docs/conformance.md D1")
-case("queue_qos0_messages_overflow",
+     {"c-0": ((False, True), (1, 2, 2.5, 3, 5))}, broker={"max queued messages": 0, "max queued bytes": 250})
+case("queue_qos0_messages_overflow",  # profile: queue limits count qos0 false (D2): all four kept
      consumer(outages=outage((1.5, 4.5))), publisher([1, 2, 2.5, 3, 3.5, 5], qos=0), 6,
-     {"c-0": ((False, True), (1, 2, 2.5, 5))}, broker={"queue qos0 messages": True, "max queued messages": 2},
-     xfail="Mosquitto 2.0.11 does not count queued QoS 0 messages towards max_queued_messages/bytes "
-           "(msg_count12 only counts QoS 1/2), so offline QoS 0 queues are unbounded; see docs/conformance.md D2")
+     {"c-0": ((False, True), (1, 2, 2.5, 3, 3.5, 5))}, broker={"queue qos0 messages": True, "max queued messages": 2})
 
 # --- message expiry
 case("message_expiry_during_outage",  # 2 and 3 s expire at 3 and 4 s, before the reconnect at 5.5
@@ -183,9 +184,8 @@ case("qos2_unacknowledged_not_duplicated",
 
 case("max_queued_messages_with_unacknowledged_inflight",  # 1.5 s is unacknowledged at the drop (3 s)
      consumer(**{"network latency": 1, "outages": outage((3, 6))}), publisher([1.5, 4, 4.5, 5]), 9,
-     {"c-0": ((False, True), (1.5, 4, 4.5))}, broker={"max queued messages": 2},
-     xfail="Mosquitto counts the unacknowledged in-flight QoS 1/2 messages of an offline client towards "
-           "max_queued_messages (model: only queued ones count); see docs/conformance.md D3")
+     # 2.0.11 counts the in-flight message towards the limit of 2 (D3): only 4 s is queued
+     {"c-0": ((False, True), (1.5, 4) if OLD_2011 else (1.5, 4, 4.5))}, broker={"max queued messages": 2})
 
 DUPLICATES = {"max_queued_messages_with_unacknowledged_inflight": 1, "qos1_unacknowledged_redelivered_as_duplicate": 1, "qos2_unacknowledged_not_duplicated": 0}
 PROTOCOL_ERRORS = {"disconnect_expiry_zero_to_nonzero_protocol_error": 1}
