@@ -121,7 +121,16 @@ def test_policy_tradeoff(policies):
     ax = fig.axes[0]
     assert "%" in ax.get_ylabel()
     assert re.search(r"\((B|kB|MB|GB)", ax.get_xlabel())
-    assert {t.get_text() for t in ax.texts} >= {"SEI 2 s", "no outage"}
+    legend = ax.get_legend()
+    shown = [t.get_text() for t in ax.texts] + ([t.get_text() for t in legend.get_texts()] if legend else [])
+    assert {"SEI 2 s", "no outage"} <= {line for text in shown for line in text.split("\n")}
+
+
+def test_policy_tradeoff_merges_identical_results(lossy):
+    # identical policies (as common random numbers often give) share one marker and label
+    df = pd.DataFrame([lossy.summary] * 3, index=["a", "b", "c"])
+    ax = plots.policy_tradeoff(df).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["a\nb\nc"]
 
 
 def test_policy_tradeoff_error_bars(policies):
@@ -182,3 +191,26 @@ def test_import_does_not_load_pyplot():
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
+
+
+def test_sweep_summary_tables_are_labelled_by_the_varying_grid_values():
+    # the shape of sim.summarize output: default index, grid columns named by field path
+    df = pd.DataFrame({
+        "mqttConsumer.session expiry interval": [0, sim.UINT_MAX],
+        "mqttConsumer.clean start": [False, False],
+        "routed": [100.0, 100.0], "lost_no_session": [4.0, 0.0], "loss_ratio": [0.04, 0.0],
+        "loss_ratio_ci_low": [0.03, 0.0], "loss_ratio_ci_high": [0.05, 0.0],
+        "memory_mean_bytes": [9e3, 2e4],
+        "memory_mean_bytes_ci_low": [8e3, 1.5e4], "memory_mean_bytes_ci_high": [1e4, 2.5e4],
+    })
+    expected = ["session expiry interval=0", "session expiry interval=UINT_MAX"]
+    ax = plots.loss_by_cause(df).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == expected
+    fig = plots.policy_tradeoff(df)
+    _axes_labelled(fig)
+    assert fig.axes[0].containers  # error bars in both directions
+
+
+def test_loss_by_cause_refuses_a_table_without_causes():
+    with pytest.raises(ValueError, match="lost_<cause>"):
+        plots.loss_by_cause(pd.DataFrame({"routed": [10], "loss_ratio": [0.1]}))
