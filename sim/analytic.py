@@ -210,40 +210,15 @@ _BREAK_CDF = (1e-9, 1e-6, 1e-3, 0.01, 0.1, 0.25, 0.5, 0.75)
 _BREAK_SF = tuple(10.0 ** -k for k in range(1, 301, 4)) + (0.25,)  # deep into heavy (power-law) tails
 
 
-_GL_LO = np.polynomial.legendre.leggauss(24)
-_GL_HI = np.polynomial.legendre.leggauss(48)
+def _quad_pieces(func, edges) -> float:
+    """Sum of ``scipy.integrate.quad`` over consecutive pieces ``[edges[i], edges[i+1]]``."""
+    from scipy import integrate
 
+    def scalar(x: float) -> float:
+        return float(func(np.asarray(x, dtype=float)))
 
-def _adaptive_gauss(func, a: np.ndarray, b: np.ndarray, rtol: float = 1e-12, max_rounds: int = 60) -> float:
-    """Sum of ``int f`` over the intervals ``[a_i, b_i]``, vectorised adaptive Gauss-Legendre.
-
-    Every interval is integrated with 24 and 48 nodes at once (one call of ``func`` on an
-    array); those whose two estimates differ by more than the tolerance are halved.
-    """
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    total, atol = 0.0, None
-    for _ in range(max_rounds):
-        if a.size == 0:
-            break
-        mid, half = (a + b) / 2, (b - a) / 2
-        est = []
-        for nodes, weights in (_GL_LO, _GL_HI):
-            x = mid[:, None] + half[:, None] * nodes[None, :]
-            est.append((np.asarray(func(x), dtype=float) * weights[None, :]).sum(axis=1) * half)
-        lo_est, hi_est = est
-        if atol is None:  # absolute tolerance: relative to the whole integral's size
-            atol = max(float(np.abs(hi_est).sum()), 1e-300) * rtol
-        ok = np.abs(hi_est - lo_est) <= np.maximum(rtol * np.abs(hi_est), atol / max(a.size, 1))
-        total += float(hi_est[ok].sum())
-        a, b, m = a[~ok], b[~ok], mid[~ok]
-        a, b = np.concatenate([a, m]), np.concatenate([m, b])
-    else:
-        if a.size:
-            mid, half = (a + b) / 2, (b - a) / 2
-            x = mid[:, None] + half[:, None] * _GL_HI[0][None, :]
-            total += float(((np.asarray(func(x), dtype=float) * _GL_HI[1][None, :]).sum(axis=1) * half).sum())
-    return total
+    return float(sum(integrate.quad(scalar, lo, hi, epsabs=0.0, epsrel=1e-9, limit=200)[0]
+                     for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo))
 
 
 def _integrate(f, a: float, b: float, dist) -> float:
@@ -264,12 +239,10 @@ def _integrate(f, a: float, b: float, dist) -> float:
         c = pts[-1] if pts else max(a, 1.0) * 2 if a > 0 else 1.0
         if not pts:
             pts = [c]
-        edges = np.array([a, *pts])
-        finite = _adaptive_gauss(f, edges[:-1], edges[1:])
-        tail = _adaptive_gauss(lambda t: f(c / t) * c / (t * t), np.array([0.0]), np.array([1.0]))
+        finite = _quad_pieces(f, [a, *pts])
+        tail = _quad_pieces(lambda t: f(c / t) * c / (t * t) if t > 0 else 0.0, [0.0, 1.0])
         return finite + tail
-    edges = np.array([a, *pts, b])
-    return _adaptive_gauss(f, edges[:-1], edges[1:])
+    return _quad_pieces(f, [a, *pts, b])
 
 
 def offline_moments(down, E: Any, uint_max_never_expires: bool = True) -> dict[str, float]:

@@ -87,9 +87,11 @@ class Broker:
         if out.resume:
             s.expiry_token += 1  # cancels the pending expiry ([MQTT-3.1.2-5]: the session resumes)
             s.interval = interval
+            s.requested = requested_interval
             s.client = client
         else:
             s = Session(cid, client.role, client, interval)
+            s.requested = requested_interval
             s.category = OFFLINE
             self.sessions[cid] = s
             nbytes = self._session_bytes(s)
@@ -138,7 +140,8 @@ class Broker:
             return
         s.connected = False
         if kind == "clean":
-            out = protocol.disconnect_expiry(s.interval, disconnect_interval, self.cfg.max_session_expiry_interval)
+            out = protocol.disconnect_expiry(s.requested, s.interval, disconnect_interval,
+                                             self.cfg.max_session_expiry_interval)
             if out.protocol_error:  # §3.14.2.2.2: 0 -> non-zero; the server answers 0x82
                 self.ledger.event(t, cid, client.role, "protocol_error", interval=disconnect_interval,
                                   reason_code=out.reason_code, detail="disconnect session expiry interval 0 -> non-zero")

@@ -91,16 +91,19 @@ class DisconnectOutcome:
     protocol_error: bool
 
 
-def disconnect_expiry(connect_interval: int, disconnect_interval: int | None, broker_max: int) -> DisconnectOutcome:
+def disconnect_expiry(connect_interval: int, granted_interval: int, disconnect_interval: int | None,
+                      broker_max: int) -> DisconnectOutcome:
     """Apply a Session Expiry Interval carried in the client's DISCONNECT packet.
 
-    §3.14.2.2.2: if absent, the value from CONNECT (as granted) still applies; if present it
-    replaces it. Setting a non-zero value when the CONNECT value was 0 is a Protocol Error:
-    the server answers DISCONNECT 0x82 (§4.13) and the session ends as it would with 0.
-    The broker cap of §3.2.2.3.2 applies to the new value as well.
+    §3.14.2.2.2: if absent, the interval in force (the CONNECT value as granted,
+    §3.2.2.3.2) still applies; if present it replaces it. It is a Protocol Error to send a
+    non-zero value "if the Session Expiry Interval in the CONNECT packet was zero" — the
+    client's own CONNECT value, not the broker-capped one: the server answers DISCONNECT
+    0x82 (§4.13) and the session ends as it would with 0. The broker cap applies to the new
+    value as well.
     """
     if disconnect_interval is None:
-        return DisconnectOutcome(connect_interval, None, False)
+        return DisconnectOutcome(granted_interval, None, False)
     if connect_interval == 0 and disconnect_interval != 0:
         return DisconnectOutcome(0, REASON_PROTOCOL_ERROR, True)
     return DisconnectOutcome(effective_expiry(disconnect_interval, broker_max), None, False)

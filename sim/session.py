@@ -36,7 +36,7 @@ class Alarm(Event):
 class Session:
     """One client identifier's session on the broker."""
 
-    __slots__ = ("client_id", "role", "client", "interval", "sub_filter", "sub_qos", "queue", "queued_count",
+    __slots__ = ("client_id", "role", "client", "interval", "requested", "sub_filter", "sub_qos", "queue", "queued_count",
                  "queued_bytes", "limit_count", "limit_bytes", "inflight", "connected", "connection", "category", "nbytes", "expiry_token",
                  "alive")
 
@@ -45,6 +45,7 @@ class Session:
         self.role = role
         self.client = client  # the client object (consumer or publisher) using this identifier
         self.interval = interval  # effective Session Expiry Interval (§3.1.2.11.2, §3.2.2.3.2)
+        self.requested = interval  # the client's own CONNECT value (what rule 4 checks)
         self.sub_filter: str | None = None
         self.sub_qos = 0
         self.queue: deque[Entry] = deque()  # pending transmission, oldest first; may hold tombstones

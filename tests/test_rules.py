@@ -882,9 +882,8 @@ def test_topic_filter_matching():
 
 # ================================================================ memory
 #
-# A publisher with a non-zero expiry holds a broker session (PUB bytes) under every
-# reading of the memory rules, so the memory scenarios give theirs SEI 100 to keep the
-# totals exact. Whether a *connected SEI-0* publisher counts is tested on its own below.
+# Every session counts while it exists, publishers' too (PUB bytes, no subscriptions). The
+# memory scenarios give their publisher SEI 100 so it holds PUB bytes for the whole run.
 
 def persistent_publisher(schedule, **kw):
     return publisher(schedule, session_expiry_interval=100, clean_start=False, **kw)
@@ -1007,14 +1006,14 @@ def test_memory_offline_publisher_with_sei0_holds_nothing():
     assert mem_at(res, 15, "offline_bytes") == 0
 
 
-@pytest.mark.xfail(reason="docs/engine disagree: docs/model.md says 'Publisher sessions with a "
-                          "non-zero expiry count too'; the engine also counts a connected "
-                          "SEI-0 publisher's session", strict=True)
-def test_memory_connected_sei0_publisher_not_counted():
-    """Literal reading of docs/model.md 'Broker memory': only publisher sessions with a
-    non-zero expiry are counted, so a connected SEI-0 publisher adds nothing."""
+def test_memory_connected_sei0_publisher_counts_while_connected():
+    """docs/model.md: every session counts from CONNECT until it ends; a connected client
+    always has a session whatever its expiry interval. The SEI-0 publisher's ends at 10."""
     res = run(scn_memory_pub(0))
-    assert mem_at(res, 5) == SESSION
+    assert mem_at(res, 5) == SESSION + PUB
+    assert mem_at(res, 5, "connected_bytes") == SESSION + PUB
+    assert mem_at(res, 15) == SESSION
+    assert mem_at(res, 25) == SESSION + PUB
 
 
 # ================================================================ further edge cases
@@ -1245,9 +1244,7 @@ def test_trace_from_csv_per_client(tmp_path):
 
 @pytest.mark.parametrize("sei,dsei,protocol_error", [
     # CONNECT packet value was non-zero: legal; the new value is capped to 0 -> ends at close
-    pytest.param(100, 60, False, marks=pytest.mark.xfail(
-        strict=True, reason="engine bug: the 0 -> non-zero Protocol Error check uses the "
-                            "granted (capped) CONNECT interval instead of the CONNECT packet's value")),
+    (100, 60, False),
     (0, 60, True),      # CONNECT value was 0: the client's non-zero DISCONNECT is an error
 ])
 def test_rule4_5_cap_zero_and_disconnect_value(sei, dsei, protocol_error):
