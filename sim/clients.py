@@ -14,7 +14,7 @@ import simpy
 
 from .broker import Broker
 from .config import ConsumerBlock, PublisherBlock
-from .ledger import Ledger, Message
+from .ledger import Message
 from .outages import DrawBuffer, Distribution, OutagePlan, reconnect_time
 from .session import PRIORITY_CONNECTION, PRIORITY_MESSAGE, Alarm
 

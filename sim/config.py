@@ -7,8 +7,6 @@ docs/model.md for the keys, their defaults and allowed values.
 """
 from __future__ import annotations
 
-import csv
-import difflib
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -17,49 +15,11 @@ from typing import Any, Mapping
 import yaml
 
 from . import protocol
-from .outages import Distribution, parse_distribution
-from .units import (ScenarioError, parse_bool, parse_choice, parse_duration, parse_int, parse_interval,
-                    parse_number, parse_rate)
+from .outages import Outages, parse_outages
+from .units import (ScenarioError, check_keys, as_mapping, subfield, display_key, normalize_key, parse_bool,
+                    parse_choice, parse_duration, parse_int, parse_interval, parse_rate)
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "data" / "profiles"
-
-
-def normalize_key(key: object) -> str:
-    """'session expiry interval', 'sessionExpiryInterval', 'session-expiry_interval' -> snake_case."""
-    text = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", str(key).strip())
-    return re.sub(r"[\s\-]+", "_", text).lower()
-
-
-def display_key(key: str) -> str:
-    """snake_case -> the transport docs' spelling used in error messages."""
-    return {"mqtt_consumer": "mqttConsumer", "mqtt_publisher": "mqttPublisher"}.get(key, key.replace("_", " "))
-
-
-def _mapping(value: object, field: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ScenarioError(field, value, "must be a mapping of keys to values")
-    out: dict[str, Any] = {}
-    for k, v in value.items():
-        nk = normalize_key(k)
-        if nk in out:
-            raise ScenarioError(f"{field}.{display_key(nk)}" if field else display_key(nk), v, "is given twice (in two spellings)")
-        out[nk] = v
-    return out
-
-
-def _check_keys(d: Mapping[str, Any], allowed: set[str] | tuple[str, ...], field: str) -> None:
-    for k in d:
-        if k not in allowed:
-            name = f"{field}.{display_key(k)}" if field else display_key(k)
-            close = difflib.get_close_matches(k, list(allowed), n=1)
-            hint = f"; did you mean '{display_key(close[0])}'?" if close else ""
-            raise ScenarioError(name, d[k], f"is an unknown key; allowed keys: {', '.join(display_key(a) for a in sorted(allowed))}{hint}")
-
-
-def _sub(field: str, key: str) -> str:
-    return f"{field}.{display_key(key)}"
 
 
 # --------------------------------------------------------------------------- broker
@@ -120,168 +80,26 @@ def available_profiles() -> list[str]:
 
 
 def parse_broker(value: object, field: str = "broker", base_dir: Path | None = None) -> BrokerConfig:
-    d = _mapping(value, field)
-    _check_keys(d, _BROKER_KEYS, field)
+    d = as_mapping(value, field)
+    check_keys(d, _BROKER_KEYS, field)
     profile = d.get("profile", "mosquitto")
     if not isinstance(profile, str):
-        raise ScenarioError(_sub(field, "profile"), profile, f"must be a profile name ({', '.join(available_profiles())}) or a .yaml path")
+        raise ScenarioError(subfield(field, "profile"), profile, f"must be a profile name ({', '.join(available_profiles())}) or a .yaml path")
     path = profile_path(profile)
     if not path.is_absolute() and base_dir is not None and path.suffix in (".yaml", ".yml"):
         path = base_dir / path  # a profile file given by path: relative to the scenario file's folder
     if not path.is_file():
-        raise ScenarioError(_sub(field, "profile"), profile, f"is not a known profile: use one of {', '.join(available_profiles())} or a .yaml path")
-    prof = _mapping(yaml.safe_load(path.read_text()), f"profile {profile}")
-    settings = _mapping(prof.get("settings", {}), f"profile {profile}.settings")
-    _check_keys(settings, _BROKER_KEYS - {"profile"}, f"profile {profile}.settings")
+        raise ScenarioError(subfield(field, "profile"), profile, f"is not a known profile: use one of {', '.join(available_profiles())} or a .yaml path")
+    prof = as_mapping(yaml.safe_load(path.read_text()), f"profile {profile}")
+    settings = as_mapping(prof.get("settings", {}), f"profile {profile}.settings")
+    check_keys(settings, _BROKER_KEYS - {"profile"}, f"profile {profile}.settings")
     merged = {**settings, **{k: v for k, v in d.items() if k != "profile"}}
     kwargs: dict[str, Any] = {"profile": profile}
     for key, parse in _BROKER_PARSERS.items():
         if key in merged:
-            where = _sub(field, key) if key in d else f"profile {profile}.settings.{display_key(key)}"
+            where = subfield(field, key) if key in d else f"profile {profile}.settings.{display_key(key)}"
             kwargs[key] = parse(merged[key], where)
     return BrokerConfig(**kwargs)
-
-
-# --------------------------------------------------------------------------- outages
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential reconnect back-off with jitter: attempts at growing delays after the drop."""
-
-    initial_delay: float = 1.0
-    max_delay: float = 120.0
-    multiplier: float = 2.0
-    jitter: float = 0.0
-
-
-@dataclass(frozen=True)
-class Outages:
-    """How a block's connections fail: distributions or a trace, and how clients reconnect."""
-
-    up: Distribution | None = None
-    down: Distribution | None = None
-    leave_probability: float = 0.0
-    replace_departed: bool = False
-    trace: Any = None  #: raw trace: tuple of (disconnect, reconnect|None) pairs, or a CSV path
-    traces: tuple | None = None  #: resolved per-client traces (index = client slot)
-    disconnect: str = "network"
-    disconnect_session_expiry_interval: int | None = None
-    reconnect_clean_start: bool | None = None
-    reconnect: Backoff | None = None
-
-    @property
-    def never(self) -> bool:
-        """True when the clients never disconnect."""
-        return self.up is None and self.traces is None
-
-
-_OUTAGE_KEYS = {"up", "down", "leave_probability", "replace_departed", "trace", "disconnect",
-                "disconnect_session_expiry_interval", "reconnect_clean_start", "reconnect"}
-
-
-def _parse_pairs(raw: object, field: str) -> tuple[tuple[float, float | None], ...]:
-    if not isinstance(raw, (list, tuple)):
-        raise ScenarioError(field, raw, "must be a list of [disconnect at, reconnect at] pairs, or a CSV path")
-    pairs: list[tuple[float, float | None]] = []
-    last = 0.0
-    for i, pair in enumerate(raw):
-        where = f"{field}[{i}]"
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise ScenarioError(where, pair, "must be a pair [disconnect at, reconnect at] (reconnect null = leaves for good)")
-        if pairs and pairs[-1][1] is None:
-            raise ScenarioError(where, list(pair), "follows a pair with a null reconnect (the client had left for good)")
-        off = parse_duration(pair[0], f"{where}[0]", allow_zero=True)
-        on = None if pair[1] is None else parse_duration(pair[1], f"{where}[1]", allow_zero=True)
-        if off < last:
-            raise ScenarioError(where, list(pair), f"disconnects at {off:g} s, before the previous reconnect at {last:g} s (pairs must be in time order, not overlapping)")
-        if on is not None and on <= off:
-            raise ScenarioError(where, list(pair), "reconnects before (or when) it disconnects: reconnect must be > disconnect")
-        pairs.append((off, on))
-        last = off if on is None else on
-    return tuple(pairs)
-
-
-def _read_trace_csv(path: Path, field: str, clients: int) -> tuple:
-    if not path.is_file():
-        raise ScenarioError(field, str(path), "is not an existing CSV file (columns client,disconnect,reconnect)")
-    per_client: dict[int, list] = {i: [] for i in range(clients)}
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = set(reader.fieldnames or ())
-        if not {"client", "disconnect", "reconnect"} <= cols:
-            raise ScenarioError(field, str(path), f"has columns {sorted(cols)}; needs client,disconnect,reconnect")
-        for n, row in enumerate(reader, start=2):
-            where = f"{field} (line {n})"
-            c = parse_int(_num(row["client"]), f"{where} client", 0, clients - 1, "a client index of the block")
-            on = row["reconnect"].strip()
-            per_client[c].append([_num(row["disconnect"]), None if on == "" else _num(on)])
-    return tuple(_parse_pairs(per_client[i], f"{field} client {i}") for i in range(clients))
-
-
-def _num(text: str) -> object:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def parse_backoff(value: object, field: str) -> Backoff:
-    d = _mapping(value, field)
-    _check_keys(d, {f.name for f in fields(Backoff)}, field)
-    b = Backoff(
-        initial_delay=parse_duration(d.get("initial_delay", 1.0), _sub(field, "initial_delay")),
-        max_delay=parse_duration(d.get("max_delay", 120.0), _sub(field, "max_delay")),
-        multiplier=parse_number(d.get("multiplier", 2.0), _sub(field, "multiplier"), lo=1.0, lo_open=False),
-        jitter=parse_number(d.get("jitter", 0.0), _sub(field, "jitter"), lo=0.0, lo_open=False, hi=1.0, hi_open=True),
-    )
-    if b.max_delay < b.initial_delay:
-        raise ScenarioError(_sub(field, "max_delay"), d.get("max_delay"), f"must be >= initial delay ({b.initial_delay:g} s)")
-    return b
-
-
-def parse_outages(value: object, field: str, clients: int, base_dir: Path | None) -> Outages:
-    d = _mapping(value, field)
-    _check_keys(d, _OUTAGE_KEYS, field)
-    kw: dict[str, Any] = {}
-    if "trace" in d:
-        for k in ("up", "down", "leave_probability"):
-            if k in d:
-                raise ScenarioError(_sub(field, k), d[k], "cannot be combined with a trace (the trace gives every disconnect and reconnect)")
-        raw = d["trace"]
-        if isinstance(raw, (str, Path)):
-            path = Path(raw)
-            if not path.is_absolute() and base_dir is not None:  # relative to the scenario file's folder
-                path = base_dir / path
-            kw["traces"] = _read_trace_csv(path, _sub(field, "trace"), clients)
-            kw["trace"] = str(path.resolve()) if path.exists() else str(path)
-        else:
-            pairs = _parse_pairs(raw, _sub(field, "trace"))
-            kw["trace"] = tuple(tuple(p) for p in pairs)
-            kw["traces"] = tuple(pairs for _ in range(clients))
-    elif "up" in d or "down" in d:
-        for k in ("up", "down"):
-            if k not in d:
-                raise ScenarioError(_sub(field, k), None, "is missing: give both up and down distributions (or a trace)")
-        kw["up"] = parse_distribution(d["up"], _sub(field, "up"))
-        kw["down"] = parse_distribution(d["down"], _sub(field, "down"))
-        kw["leave_probability"] = parse_number(d.get("leave_probability", 0.0), _sub(field, "leave_probability"), lo=0.0, lo_open=False, hi=1.0)
-    elif "leave_probability" in d:
-        raise ScenarioError(_sub(field, "leave_probability"), d["leave_probability"], "needs up and down distributions")
-    if "replace_departed" in d:
-        kw["replace_departed"] = parse_bool(d["replace_departed"], _sub(field, "replace_departed"))
-    if "disconnect" in d:
-        kw["disconnect"] = parse_choice(d["disconnect"], _sub(field, "disconnect"), ("network", "clean"))
-    if "disconnect_session_expiry_interval" in d:
-        if kw.get("disconnect", "network") != "clean":
-            raise ScenarioError(_sub(field, "disconnect_session_expiry_interval"), d["disconnect_session_expiry_interval"],
-                                "needs 'disconnect: clean' (only a DISCONNECT packet carries an expiry interval)")
-        kw["disconnect_session_expiry_interval"] = parse_interval(d["disconnect_session_expiry_interval"], _sub(field, "disconnect_session_expiry_interval"))
-    if "reconnect_clean_start" in d:
-        kw["reconnect_clean_start"] = parse_bool(d["reconnect_clean_start"], _sub(field, "reconnect_clean_start"))
-    if "reconnect" in d:
-        kw["reconnect"] = parse_backoff(d["reconnect"], _sub(field, "reconnect"))
-    return Outages(**kw)
 
 
 # --------------------------------------------------------------------------- clients
@@ -371,15 +189,15 @@ def _schedule(value: object, field: str) -> tuple[float, ...]:
 
 
 def _parse_block(value: object, field: str, cls, parsers: dict, base_dir: Path | None):
-    d = _mapping(value, field)
-    _check_keys(d, set(parsers) | {"outages"}, field)
-    kw = {k: parsers[k](v, _sub(field, k)) for k, v in d.items() if k != "outages"}
+    d = as_mapping(value, field)
+    check_keys(d, set(parsers) | {"outages"}, field)
+    kw = {k: parsers[k](v, subfield(field, k)) for k, v in d.items() if k != "outages"}
     clients = kw.get("clients", 1)
-    kw["outages"] = parse_outages(d.get("outages"), _sub(field, "outages"), clients, base_dir)
+    kw["outages"] = parse_outages(d.get("outages"), subfield(field, "outages"), clients, base_dir)
     if cls is PublisherBlock:
         has_rate, has_schedule = kw.get("rate") is not None, kw.get("schedule") is not None
         if has_rate == has_schedule:
-            raise ScenarioError(_sub(field, "rate"), d.get("rate"), "give exactly one of 'rate' (Poisson) or 'schedule' (exact times)")
+            raise ScenarioError(subfield(field, "rate"), d.get("rate"), "give exactly one of 'rate' (Poisson) or 'schedule' (exact times)")
     return cls(**kw)
 
 
@@ -414,8 +232,8 @@ class Scenario:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base_dir: str | Path | None = None) -> "Scenario":
         """Validate a scenario dict in any accepted spelling; raises :class:`ScenarioError`."""
-        d = _mapping(data, "")
-        _check_keys(d, _TOP_KEYS, "")
+        d = as_mapping(data, "")
+        check_keys(d, _TOP_KEYS, "")
         name = d.get("name", "scenario")
         if not isinstance(name, str) or not name:
             raise ScenarioError("name", name, "must be a non-empty string")

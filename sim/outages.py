@@ -6,13 +6,16 @@ client slot is the same whatever session policy is simulated: common random numb
 """
 from __future__ import annotations
 
+import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from .units import ScenarioError, parse_duration, parse_number
+from .units import (ScenarioError, check_keys, as_mapping, subfield, parse_bool, parse_choice, parse_duration,
+                    parse_interval, parse_int, parse_number)
 
 DISTRIBUTIONS = {
     # kind: (duration parameters, shape parameters)
@@ -209,3 +212,145 @@ def reconnect_time(outage_end: float, outage_start: float, backoff, rng: np.rand
         if t >= outage_end:
             return t
         delay = min(delay * backoff.multiplier, backoff.max_delay)
+
+
+# --------------------------------------------------------------------------- outage settings
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential reconnect back-off with jitter: attempts at growing delays after the drop."""
+
+    initial_delay: float = 1.0
+    max_delay: float = 120.0
+    multiplier: float = 2.0
+    jitter: float = 0.0
+
+
+@dataclass(frozen=True)
+class Outages:
+    """How a block's connections fail: distributions or a trace, and how clients reconnect."""
+
+    up: Distribution | None = None
+    down: Distribution | None = None
+    leave_probability: float = 0.0
+    replace_departed: bool = False
+    trace: Any = None  #: raw trace: tuple of (disconnect, reconnect|None) pairs, or a CSV path
+    traces: tuple | None = None  #: resolved per-client traces (index = client slot)
+    disconnect: str = "network"
+    disconnect_session_expiry_interval: int | None = None
+    reconnect_clean_start: bool | None = None
+    reconnect: Backoff | None = None
+
+    @property
+    def never(self) -> bool:
+        """True when the clients never disconnect."""
+        return self.up is None and self.traces is None
+
+
+_OUTAGE_KEYS = {"up", "down", "leave_probability", "replace_departed", "trace", "disconnect",
+                "disconnect_session_expiry_interval", "reconnect_clean_start", "reconnect"}
+
+
+def _parse_pairs(raw: object, field: str) -> tuple[tuple[float, float | None], ...]:
+    if not isinstance(raw, (list, tuple)):
+        raise ScenarioError(field, raw, "must be a list of [disconnect at, reconnect at] pairs, or a CSV path")
+    pairs: list[tuple[float, float | None]] = []
+    last = 0.0
+    for i, pair in enumerate(raw):
+        where = f"{field}[{i}]"
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ScenarioError(where, pair, "must be a pair [disconnect at, reconnect at] (reconnect null = leaves for good)")
+        if pairs and pairs[-1][1] is None:
+            raise ScenarioError(where, list(pair), "follows a pair with a null reconnect (the client had left for good)")
+        off = parse_duration(pair[0], f"{where}[0]", allow_zero=True)
+        on = None if pair[1] is None else parse_duration(pair[1], f"{where}[1]", allow_zero=True)
+        if off < last:
+            raise ScenarioError(where, list(pair), f"disconnects at {off:g} s, before the previous reconnect at {last:g} s (pairs must be in time order, not overlapping)")
+        if on is not None and on <= off:
+            raise ScenarioError(where, list(pair), "reconnects before (or when) it disconnects: reconnect must be > disconnect")
+        pairs.append((off, on))
+        last = off if on is None else on
+    return tuple(pairs)
+
+
+def _read_trace_csv(path: Path, field: str, clients: int) -> tuple:
+    if not path.is_file():
+        raise ScenarioError(field, str(path), "is not an existing CSV file (columns client,disconnect,reconnect)")
+    per_client: dict[int, list] = {i: [] for i in range(clients)}
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = set(reader.fieldnames or ())
+        if not {"client", "disconnect", "reconnect"} <= cols:
+            raise ScenarioError(field, str(path), f"has columns {sorted(cols)}; needs client,disconnect,reconnect")
+        for n, row in enumerate(reader, start=2):
+            where = f"{field} (line {n})"
+            c = parse_int(_num(row["client"]), f"{where} client", 0, clients - 1, "a client index of the block")
+            on = row["reconnect"].strip()
+            per_client[c].append([_num(row["disconnect"]), None if on == "" else _num(on)])
+    return tuple(_parse_pairs(per_client[i], f"{field} client {i}") for i in range(clients))
+
+
+def _num(text: str) -> object:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_backoff(value: object, field: str) -> Backoff:
+    d = as_mapping(value, field)
+    check_keys(d, {f.name for f in fields(Backoff)}, field)
+    b = Backoff(
+        initial_delay=parse_duration(d.get("initial_delay", 1.0), subfield(field, "initial_delay")),
+        max_delay=parse_duration(d.get("max_delay", 120.0), subfield(field, "max_delay")),
+        multiplier=parse_number(d.get("multiplier", 2.0), subfield(field, "multiplier"), lo=1.0, lo_open=False),
+        jitter=parse_number(d.get("jitter", 0.0), subfield(field, "jitter"), lo=0.0, lo_open=False, hi=1.0, hi_open=True),
+    )
+    if b.max_delay < b.initial_delay:
+        raise ScenarioError(subfield(field, "max_delay"), d.get("max_delay"), f"must be >= initial delay ({b.initial_delay:g} s)")
+    return b
+
+
+def parse_outages(value: object, field: str, clients: int, base_dir: Path | None) -> Outages:
+    d = as_mapping(value, field)
+    check_keys(d, _OUTAGE_KEYS, field)
+    kw: dict[str, Any] = {}
+    if "trace" in d:
+        for k in ("up", "down", "leave_probability"):
+            if k in d:
+                raise ScenarioError(subfield(field, k), d[k], "cannot be combined with a trace (the trace gives every disconnect and reconnect)")
+        raw = d["trace"]
+        if isinstance(raw, (str, Path)):
+            path = Path(raw)
+            if not path.is_absolute() and base_dir is not None:  # relative to the scenario file's folder
+                path = base_dir / path
+            kw["traces"] = _read_trace_csv(path, subfield(field, "trace"), clients)
+            kw["trace"] = str(path.resolve()) if path.exists() else str(path)
+        else:
+            pairs = _parse_pairs(raw, subfield(field, "trace"))
+            kw["trace"] = tuple(tuple(p) for p in pairs)
+            kw["traces"] = tuple(pairs for _ in range(clients))
+    elif "up" in d or "down" in d:
+        for k in ("up", "down"):
+            if k not in d:
+                raise ScenarioError(subfield(field, k), None, "is missing: give both up and down distributions (or a trace)")
+        kw["up"] = parse_distribution(d["up"], subfield(field, "up"))
+        kw["down"] = parse_distribution(d["down"], subfield(field, "down"))
+        kw["leave_probability"] = parse_number(d.get("leave_probability", 0.0), subfield(field, "leave_probability"), lo=0.0, lo_open=False, hi=1.0)
+    elif "leave_probability" in d:
+        raise ScenarioError(subfield(field, "leave_probability"), d["leave_probability"], "needs up and down distributions")
+    if "replace_departed" in d:
+        kw["replace_departed"] = parse_bool(d["replace_departed"], subfield(field, "replace_departed"))
+    if "disconnect" in d:
+        kw["disconnect"] = parse_choice(d["disconnect"], subfield(field, "disconnect"), ("network", "clean"))
+    if "disconnect_session_expiry_interval" in d:
+        if kw.get("disconnect", "network") != "clean":
+            raise ScenarioError(subfield(field, "disconnect_session_expiry_interval"), d["disconnect_session_expiry_interval"],
+                                "needs 'disconnect: clean' (only a DISCONNECT packet carries an expiry interval)")
+        kw["disconnect_session_expiry_interval"] = parse_interval(d["disconnect_session_expiry_interval"], subfield(field, "disconnect_session_expiry_interval"))
+    if "reconnect_clean_start" in d:
+        kw["reconnect_clean_start"] = parse_bool(d["reconnect_clean_start"], subfield(field, "reconnect_clean_start"))
+    if "reconnect" in d:
+        kw["reconnect"] = parse_backoff(d["reconnect"], subfield(field, "reconnect"))
+    return Outages(**kw)

@@ -7,8 +7,10 @@ and what is allowed. Nothing is clamped.
 """
 from __future__ import annotations
 
+import difflib
 import math
 import re
+from typing import Any, Mapping
 
 from .protocol import UINT_MAX
 
@@ -165,3 +167,44 @@ def parse_choice(value: object, field: str, choices: tuple[str, ...]) -> str:
             if norm == c.replace("_", "-"):
                 return c
     raise ScenarioError(field, value, f"is not one of: {', '.join(choices)}")
+
+
+# --------------------------------------------------------------------------- keys and mappings
+
+
+def normalize_key(key: object) -> str:
+    """'session expiry interval', 'sessionExpiryInterval', 'session-expiry_interval' -> snake_case."""
+    text = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", str(key).strip())
+    return re.sub(r"[\s\-]+", "_", text).lower()
+
+
+def display_key(key: str) -> str:
+    """snake_case -> the transport docs' spelling used in error messages."""
+    return {"mqtt_consumer": "mqttConsumer", "mqtt_publisher": "mqttPublisher"}.get(key, key.replace("_", " "))
+
+
+def as_mapping(value: object, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ScenarioError(field, value, "must be a mapping of keys to values")
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        nk = normalize_key(k)
+        if nk in out:
+            raise ScenarioError(f"{field}.{display_key(nk)}" if field else display_key(nk), v, "is given twice (in two spellings)")
+        out[nk] = v
+    return out
+
+
+def check_keys(d: Mapping[str, Any], allowed: set[str] | tuple[str, ...], field: str) -> None:
+    for k in d:
+        if k not in allowed:
+            name = f"{field}.{display_key(k)}" if field else display_key(k)
+            close = difflib.get_close_matches(k, list(allowed), n=1)
+            hint = f"; did you mean '{display_key(close[0])}'?" if close else ""
+            raise ScenarioError(name, d[k], f"is an unknown key; allowed keys: {', '.join(display_key(a) for a in sorted(allowed))}{hint}")
+
+
+def subfield(field: str, key: str) -> str:
+    return f"{field}.{display_key(key)}"

@@ -15,7 +15,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
