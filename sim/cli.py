@@ -77,9 +77,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     table.insert(0, "policy", [_policy_label(r) for _, r in table.iterrows()])
     runs.to_csv(out / "policy_runs.csv", index=False)
     table.to_csv(out / "policy_comparison.csv", index=False)
-    show = table[["policy", "loss_ratio", "loss_ratio_ci_low", "loss_ratio_ci_high", "memory_peak_bytes", "memory_mean_bytes"]
-                 + [f"lost_{c}" for c in LOSS_CAUSES if table[f"lost_{c}"].sum() > 0]]
-    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:,.4g}".format):
+    show = pd.DataFrame({"policy": table["policy"],
+                         "loss %": 100 * table["loss_ratio"],
+                         "95% CI": [f"[{100 * lo:.3g}, {100 * hi:.3g}]" for lo, hi in
+                                    zip(table["loss_ratio_ci_low"], table["loss_ratio_ci_high"])]})
+    for c in LOSS_CAUSES:  # loss ratio by cause, % of routed pairs
+        if table[f"lost_{c}"].sum() > 0:
+            show[f"{c} %"] = 100 * table[f"lost_{c}"] / table["routed"]
+    show["peak kB"] = table["memory_peak_bytes"] / 1e3
+    show["mean kB"] = table["memory_mean_bytes"] / 1e3
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:,.3g}".format):
         print(show.to_string(index=False))
     fig = plots.policy_figure(table.set_index("policy"))
     fig.savefig(out / "policy_comparison.png", dpi=120, bbox_inches="tight")
