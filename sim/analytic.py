@@ -217,7 +217,7 @@ def _quad_pieces(func, edges) -> float:
     def scalar(x: float) -> float:
         return float(func(np.asarray(x, dtype=float)))
 
-    return float(sum(integrate.quad(scalar, lo, hi, epsabs=0.0, epsrel=1e-9, limit=200)[0]
+    return float(sum(integrate.quad(scalar, lo, hi, epsabs=1e-13, epsrel=1e-9, limit=200)[0]
                      for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo))
 
 
@@ -230,6 +230,9 @@ def _integrate(f, a: float, b: float, dist) -> float:
     power-law tail (Pareto) accurate too. The last piece ``[c, inf)`` is mapped to
     ``(0, 1]`` by ``x = c / t``.
     """
+    top = float(dist.support()[1])
+    if math.isfinite(top):  # every integrand here is a multiple of P(X > x), which is 0 past the support
+        b = min(b, top)
     if b <= a:
         return 0.0
     quantiles = np.concatenate([np.asarray(dist.ppf(_BREAK_CDF), dtype=float),
