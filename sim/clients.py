@@ -39,6 +39,12 @@ class Client:
     def lifecycle(self):
         """SimPy process: connect now, then follow the slot's outages until the horizon."""
         env, out, horizon = self.env, self.block.outages, self.broker.horizon
+        first = out.first_connect[self.slot] if out.first_connect and not self.replacement else None
+        if first is not None:  # the client joins the fleet at its first CONNECT
+            if first >= horizon:
+                return
+            yield Alarm(env, first, PRIORITY_CONNECTION)
+            self.fleet.join(self)
         self.connect(self.block.clean_start)
         clean_start_again = self.block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
         plan = OutagePlan(out, self.slot, self.outage_rng, joined=env.now if self.replacement else None)
@@ -47,7 +53,7 @@ class Client:
             if outage is None or outage.start >= horizon:
                 return
             yield Alarm(env, outage.start - env.now, PRIORITY_CONNECTION)
-            self.disconnect(out.disconnect, out.disconnect_session_expiry_interval)
+            self.disconnect(outage.kind or out.disconnect, out.disconnect_session_expiry_interval)
             if outage.end is None:
                 self.depart()
                 return
@@ -55,7 +61,7 @@ class Client:
             if back >= horizon:
                 return
             yield Alarm(env, back - env.now, PRIORITY_CONNECTION)
-            self.connect(clean_start_again)
+            self.connect(clean_start_again if outage.clean_start is None else outage.clean_start)
 
     def connect(self, clean_start: bool) -> bool:
         self.connection += 1
@@ -267,7 +273,9 @@ class Fleet:
         else:
             index = self.broker.ledger.add_consumer(cid, self.block_index)
             client = Consumer(self.env, self.broker, index=index, **common)
-            self.members[cid] = client
+            out = self.block.outages
+            if replacement or not (out.first_connect and out.first_connect[slot] is not None):
+                self.members[cid] = client  # else it joins at its first CONNECT (see Client.lifecycle)
         client.replacement = replacement
         self.clients.append(client)
         self.env.process(client.lifecycle())
@@ -281,6 +289,11 @@ class Fleet:
         if self.block.outages.replace_departed:
             new = self.spawn(client.slot, replacement=True)
             self.broker.ledger.event(self.env.now, new.client_id, new.role, "joined", detail=f"replaces {client.client_id}")
+
+    def join(self, client: Client) -> None:
+        """A client whose trace starts with ``[null, t]`` joins the fleet at ``t``."""
+        if isinstance(client, Consumer):
+            self.members[client.client_id] = client
 
     def forget(self, client: Client) -> None:
         self.members.pop(client.client_id, None)

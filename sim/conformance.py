@@ -210,6 +210,9 @@ def _unsupported(scenario: Scenario) -> list[str]:
             out.append(f"mqttConsumer[{i}].outages.reconnect: back-off is not supported; give reconnect times")
         if o.traces and any(on is None for tr in o.traces for _, on in tr):
             out.append(f"mqttConsumer[{i}].outages.trace: departures (null reconnect) are not supported")
+        if o.first_connect is not None or (o.trace_options and any(x != (None, None) for t in o.trace_options for x in t)):
+            out.append(f"mqttConsumer[{i}].outages.trace: late first connects and per-outage kind/clean start "
+                       "are not driven; use the block's settings")
     for i, p in enumerate(scenario.publishers):
         if p.schedule is None:
             out.append(f"mqttPublisher[{i}]: needs a schedule (scripted publishing)")

@@ -151,11 +151,14 @@ class DrawBuffer:
 class Outage:
     """One disconnection: the client drops at ``start``; the network is back at ``end``.
 
-    ``end`` None: the client leaves for good.
+    ``end`` None: the client leaves for good. ``kind`` (network | clean) and ``clean_start``
+    (of the reconnect) override the block's settings for this outage when not None.
     """
 
     start: float
     end: float | None
+    kind: str | None = None
+    clean_start: bool | None = None
 
 
 class OutagePlan:
@@ -173,7 +176,9 @@ class OutagePlan:
         self.outages = outages
         self.trace = None
         if outages.traces is not None:  # a replacement that joined at ``joined`` follows what is left
-            self.trace = [p for p in outages.traces[slot] if joined is None or p[0] > joined]
+            opts = outages.trace_options[slot] if outages.trace_options else [(None, None)] * len(outages.traces[slot])
+            self.trace = [(off, on, *o) for (off, on), o in zip(outages.traces[slot], opts)
+                          if joined is None or off > joined]
         if outages.up is not None:
             up_rng, down_rng, self.leave_rng = rng.spawn(3)
             self.ups, self.downs = DrawBuffer(outages.up, up_rng), DrawBuffer(outages.down, down_rng)
@@ -182,9 +187,9 @@ class OutagePlan:
         """The next outage for a client connected at ``now``; None if it never drops again."""
         if self.trace is not None:
             while self.trace:
-                off, on = self.trace.pop(0)
+                off, on, kind, clean_start = self.trace.pop(0)
                 if on is None or on > now:
-                    return Outage(max(off, now), on)
+                    return Outage(max(off, now), on, kind, clean_start)
             return None
         if self.outages.up is None:
             return None
@@ -236,7 +241,9 @@ class Outages:
     leave_probability: float = 0.0
     replace_departed: bool = False
     trace: Any = None  #: raw trace: tuple of (disconnect, reconnect|None) pairs, or a CSV path
-    traces: tuple | None = None  #: resolved per-client traces (index = client slot)
+    traces: tuple | None = None  #: resolved per-client traces (index = client slot): (disconnect, reconnect) pairs
+    trace_options: tuple | None = None  #: per slot, per pair: (disconnect kind | None, reconnect clean start | None)
+    first_connect: tuple | None = None  #: per slot: time of the first CONNECT when later than 0 (else None)
     disconnect: str = "network"
     disconnect_session_expiry_interval: int | None = None
     reconnect_clean_start: bool | None = None
@@ -252,10 +259,16 @@ _OUTAGE_KEYS = {"up", "down", "leave_probability", "replace_departed", "trace", 
                 "disconnect_session_expiry_interval", "reconnect_clean_start", "reconnect"}
 
 
-def _parse_pairs(raw: object, field: str) -> tuple[tuple[float, float | None], ...]:
+def _parse_pairs(raw: object, field: str) -> tuple[float | None, tuple[tuple[float, float | None], ...]]:
+    """(first connect time or None, the (disconnect, reconnect) pairs) of one client's trace.
+
+    A leading ``[null, t]`` pair means the client first connects at ``t`` (before that it is
+    not part of the fleet); a ``null`` reconnect means it leaves for good and must be last.
+    """
     if not isinstance(raw, (list, tuple)):
         raise ScenarioError(field, raw, "must be a list of [disconnect at, reconnect at] pairs, or a CSV path")
     pairs: list[tuple[float, float | None]] = []
+    first: float | None = None
     last = 0.0
     for i, pair in enumerate(raw):
         where = f"{field}[{i}]"
@@ -263,6 +276,12 @@ def _parse_pairs(raw: object, field: str) -> tuple[tuple[float, float | None], .
             raise ScenarioError(where, pair, "must be a pair [disconnect at, reconnect at] (reconnect null = leaves for good)")
         if pairs and pairs[-1][1] is None:
             raise ScenarioError(where, list(pair), "follows a pair with a null reconnect (the client had left for good)")
+        if pair[0] is None:
+            if i != 0 or pair[1] is None:
+                raise ScenarioError(where, list(pair), "a null disconnect is only allowed in the first pair, "
+                                    "[null, t] = the client first connects at t")
+            first = last = parse_duration(pair[1], f"{where}[1]", allow_zero=True)
+            continue
         off = parse_duration(pair[0], f"{where}[0]", allow_zero=True)
         on = None if pair[1] is None else parse_duration(pair[1], f"{where}[1]", allow_zero=True)
         if off < last:
@@ -271,13 +290,21 @@ def _parse_pairs(raw: object, field: str) -> tuple[tuple[float, float | None], .
             raise ScenarioError(where, list(pair), "reconnects before (or when) it disconnects: reconnect must be > disconnect")
         pairs.append((off, on))
         last = off if on is None else on
-    return tuple(pairs)
+    return (first or None), tuple(pairs)
 
 
-def _read_trace_csv(path: Path, field: str, clients: int) -> tuple:
+def _read_trace_csv(path: Path, field: str, clients: int) -> tuple[tuple, tuple, tuple]:
+    """Per-client (first connect, pairs, options) from a CSV trace.
+
+    Columns ``client,disconnect,reconnect``; optional ``disconnect_kind`` (network | clean) and
+    ``clean_start`` (of the reconnect: true/false/1/0) override the block's settings per row
+    (empty = the block's). A row with an empty disconnect (first for its client) gives the
+    client's first CONNECT time.
+    """
     if not path.is_file():
         raise ScenarioError(field, str(path), "is not an existing CSV file (columns client,disconnect,reconnect)")
-    per_client: dict[int, list] = {i: [] for i in range(clients)}
+    rows: dict[int, list] = {i: [] for i in range(clients)}
+    opts: dict[int, list] = {i: [] for i in range(clients)}
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         cols = set(reader.fieldnames or ())
@@ -286,9 +313,17 @@ def _read_trace_csv(path: Path, field: str, clients: int) -> tuple:
         for n, row in enumerate(reader, start=2):
             where = f"{field} (line {n})"
             c = parse_int(_num(row["client"]), f"{where} client", 0, clients - 1, "a client index of the block")
-            on = row["reconnect"].strip()
-            per_client[c].append([_num(row["disconnect"]), None if on == "" else _num(on)])
-    return tuple(_parse_pairs(per_client[i], f"{field} client {i}") for i in range(clients))
+            off, on = row["disconnect"].strip(), row["reconnect"].strip()
+            rows[c].append([None if off == "" else _num(off), None if on == "" else _num(on)])
+            kind = (row.get("disconnect_kind") or "").strip()
+            cs = (row.get("clean_start") or "").strip().lower()
+            if cs not in ("", "true", "false", "1", "0"):
+                raise ScenarioError(f"{where} clean_start", row["clean_start"], "is not one of: true, false, 1, 0, or empty")
+            if off != "":
+                opts[c].append((parse_choice(kind, f"{where} disconnect_kind", ("network", "clean")) if kind else None,
+                                None if cs == "" else cs in ("true", "1")))
+    parsed = [_parse_pairs(rows[i], f"{field} client {i}") for i in range(clients)]
+    return (tuple(p[0] for p in parsed), tuple(p[1] for p in parsed), tuple(tuple(opts[i]) for i in range(clients)))
 
 
 def _num(text: str) -> object:
@@ -325,12 +360,15 @@ def parse_outages(value: object, field: str, clients: int, base_dir: Path | None
             path = Path(raw)
             if not path.is_absolute() and base_dir is not None:  # relative to the scenario file's folder
                 path = base_dir / path
-            kw["traces"] = _read_trace_csv(path, subfield(field, "trace"), clients)
+            first, kw["traces"], kw["trace_options"] = _read_trace_csv(path, subfield(field, "trace"), clients)
+            kw["first_connect"] = first if any(f is not None for f in first) else None
             kw["trace"] = str(path.resolve()) if path.exists() else str(path)
         else:
-            pairs = _parse_pairs(raw, subfield(field, "trace"))
+            first, pairs = _parse_pairs(raw, subfield(field, "trace"))
             kw["trace"] = tuple(tuple(p) for p in pairs)
             kw["traces"] = tuple(pairs for _ in range(clients))
+            if first is not None:
+                kw["first_connect"] = tuple(first for _ in range(clients))
     elif "up" in d or "down" in d:
         for k in ("up", "down"):
             if k not in d:

@@ -34,8 +34,9 @@ such as ``%Y-%m-%dT%H:%M:%S`` (what :class:`sim.realbroker.Mosquitto` writes) or
 ``timestamp_format``. Mosquitto's timestamps have a resolution of one second.
 
 ``to_trace_csv(df, path)`` writes the rows as a scenario trace CSV (client = index 0..n-1 in order
-of first appearance in the log) and returns the id -> index mapping. The scenario model connects
-every client at t = 0 and has no zero-length outages; see the warnings the functions raise.
+of first appearance in the log) with each outage's disconnect kind and reconnect Clean Start,
+and returns the id -> index mapping; one consumer block replays every client. Zero-length
+outages (takeovers) cannot be replayed; see the warnings the functions raise.
 """
 from __future__ import annotations
 
@@ -231,13 +232,15 @@ def _fmt(x: float) -> str:
 def to_trace_csv(df: pd.DataFrame, path: str | Path, clients: Iterable[str] | None = None) -> dict[str, int]:
     """Write ``df`` (from :func:`from_mosquitto_log`) as a scenario trace CSV; return {client id: index}.
 
-    Columns: ``client,disconnect,reconnect,clean_start,reason`` — the scenario loader reads the first
-    three (empty reconnect = left for good); ``clean_start`` (1/0, empty when the client never came
-    back) and ``reason`` are written for reference. ``clients``: the ids to write, in index order
-    (default: every client, in order of first appearance in the log — ``df.attrs["clients"]``,
-    which includes clients that never disconnected). Zero-length outages (a takeover) cannot be
-    replayed and are skipped with a :class:`TraceWarning`; so is a note when a client first
-    connected after t = 0 (the model connects every client at t = 0).
+    Columns: ``client,disconnect,reconnect,disconnect_kind,clean_start,reason``. The scenario
+    loader replays each outage with its own kind (``clean`` for a DISCONNECT packet, else
+    ``network``) and its reconnect's Clean Start (1/0); an empty reconnect = left for good. A
+    client whose first connection comes after t = 0 gets a leading row with an empty
+    disconnect (it joins the fleet then). ``reason`` is kept for reference. ``clients``: the
+    ids to write, in index order (default: every client, in order of first appearance in the
+    log — ``df.attrs["clients"]``, which includes clients that never disconnected).
+    Zero-length outages (a takeover) cannot be replayed and are skipped with a
+    :class:`TraceWarning`.
     """
     if clients is None:
         ids = list(df.attrs.get("clients") or dict.fromkeys(df["client"]))
@@ -247,10 +250,9 @@ def to_trace_csv(df: pd.DataFrame, path: str | Path, clients: Iterable[str] | No
             raise ValueError("clients: an id is given twice")
     mapping = {cid: i for i, cid in enumerate(ids)}
     late = {cid: t for cid, t in (df.attrs.get("first_connect") or {}).items() if cid in mapping and t > 0}
-    if late:
-        warnings.warn(f"clients first connecting after t = 0 are replayed as connected from t = 0: {late}",
-                      TraceWarning, stacklevel=2)
-    lines = ["client,disconnect,reconnect,clean_start,reason"]
+    lines = ["client,disconnect,reconnect,disconnect_kind,clean_start,reason"]
+    for cid, t in late.items():
+        lines.append(f"{mapping[cid]},,{_fmt(t)},,,first_connect")
     for row in df.itertuples(index=False):
         if row.client not in mapping:
             continue
@@ -260,6 +262,7 @@ def to_trace_csv(df: pd.DataFrame, path: str | Path, clients: Iterable[str] | No
             continue
         on = "" if math.isnan(row.reconnect) else _fmt(row.reconnect)
         cs = "" if pd.isna(row.clean_start) else str(int(bool(row.clean_start)))
-        lines.append(f"{mapping[row.client]},{_fmt(row.disconnect)},{on},{cs},{row.reason}")
+        kind = "clean" if row.reason == "clean" else "network"
+        lines.append(f"{mapping[row.client]},{_fmt(row.disconnect)},{on},{kind},{cs},{row.reason}")
     Path(path).write_text("\n".join(lines) + "\n")
     return mapping

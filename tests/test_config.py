@@ -703,3 +703,20 @@ def test_relative_profile_path_is_resolved_against_the_scenario_folder(tmp_path,
     f.write_text("horizon: 10s\nbroker: {profile: profiles/tiny.yaml}\n")
     monkeypatch.chdir("/")
     assert sim.load_scenario(f).broker.max_queued_messages == 7
+
+
+@pytest.mark.parametrize("trace,where", [
+    ([[10, 14], [None, 30]], "[1]"),      # a null disconnect is only allowed first
+    ([[None, None]], "[0]"),              # [null, t] needs the first connect time
+])
+def test_first_connect_pair_rules(trace, where):
+    with pytest.raises(sim.ScenarioError) as info:
+        sim.load_scenario({"horizon": 60, "mqttConsumer": {"outages": {"trace": trace}}})
+    assert info.value.field == f"mqttConsumer.outages.trace{where}"
+    assert "first" in str(info.value)
+
+
+def test_first_connect_pair_is_parsed():
+    scn = sim.load_scenario({"horizon": 60, "mqttConsumer": {"clients": 2, "outages": {"trace": [[None, 5], [10, 20]]}}})
+    out = scn.consumers[0].outages
+    assert out.first_connect == (5.0, 5.0) and out.traces == (((10.0, 20.0),), ((10.0, 20.0),))

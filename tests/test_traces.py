@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+import yaml
 import pytest
 
 import sim
@@ -137,13 +138,13 @@ def test_to_trace_csv_is_a_loadable_trace(tmp_path):
     path = tmp_path / "t.csv"
     mapping = to_trace_csv(df, path)
     assert mapping == {"b": 0, "a": 1, "p": 2}
-    assert path.read_text().splitlines() == ["client,disconnect,reconnect,clean_start,reason", "1,3,5,1,network",
-                                             "0,4,,,clean", "1,8,,,timeout"]
+    assert path.read_text().splitlines() == ["client,disconnect,reconnect,disconnect_kind,clean_start,reason",
+                                             "1,3,5,network,1,network", "0,4,,clean,,clean", "1,8,,network,,timeout"]
     scn = sim.load_scenario({"horizon": 20, "mqttConsumer": {"clients": 3, "outages": {"trace": str(path)}},
                              "mqttPublisher": {"schedule": [1]}})
     assert scn.consumers[0].outages.traces == (((4.0, None),), ((3.0, 5.0), (8.0, None)), ())
     assert to_trace_csv(df, tmp_path / "a.csv", clients=["a"]) == {"a": 0}
-    assert (tmp_path / "a.csv").read_text().splitlines()[1:] == ["0,3,5,1,network", "0,8,,,timeout"]
+    assert (tmp_path / "a.csv").read_text().splitlines()[1:] == ["0,3,5,network,1,network", "0,8,,network,,timeout"]
 
 
 def test_to_trace_csv_warns_about_what_it_cannot_replay(tmp_path):
@@ -152,8 +153,15 @@ def test_to_trace_csv_warns_about_what_it_cannot_replay(tmp_path):
     with pytest.warns(TraceWarning) as caught:
         assert to_trace_csv(df, tmp_path / "t.csv") == {"a": 0, "late": 1}
     text = " ".join(str(w.message) for w in caught)
-    assert "zero-length outage" in text and "late" in text
-    assert (tmp_path / "t.csv").read_text().splitlines() == ["client,disconnect,reconnect,clean_start,reason"]
+    assert "zero-length outage" in text and "late" not in text
+    # a client first connecting at 6 s gets a leading row with an empty disconnect: it joins then
+    assert (tmp_path / "t.csv").read_text().splitlines() == [
+        "client,disconnect,reconnect,disconnect_kind,clean_start,reason", "1,,6,,,first_connect"]
+    scn = sim.load_scenario({"horizon": 20, "mqttConsumer": {"clients": 2, "outages": {"trace": str(tmp_path / "t.csv")}},
+                             "mqttPublisher": {"schedule": [1, 7]}})
+    assert scn.consumers[0].outages.first_connect == (None, 6.0)
+    m = sim.run(scn, seed=0).messages
+    assert sorted(zip(m["consumer"], m["published_at"])) == [("consumer-0", 1), ("consumer-0", 7), ("consumer-1", 7)]
 
 
 # --------------------------------------------------------------------------- (c) the recorded sample
@@ -194,6 +202,27 @@ def test_sample_replay_matches_what_the_broker_delivered():
     # QoS 1 queued while keep-0 and bye-0 were away arrived at the reconnect, in the broker and in the model
     back = merged[(merged["qos"] == 1) & (merged["consumer"] == "keep-0") & merged["published_at"].between(4, 10)]
     assert len(back) == 6 and back["received_at"].between(10, 10.5).all()
+
+
+def test_whole_log_replays_as_one_consumer_block(tmp_path):
+    """One block for all clients: each outage keeps its own disconnect kind and reconnect Clean Start."""
+    df = from_mosquitto_log(TRACES / "mosquitto_sample.log")
+    ids = ["keep-0", "fresh-0", "bye-0"]
+    mapping = to_trace_csv(df, tmp_path / "all.csv", clients=ids)
+    d = yaml.safe_load((TRACES / "mosquitto_sample_scenario.yaml").read_text())
+    block = dict(d["mqttConsumer"][0])
+    block.update({"clients": 3, "client id": "c", "outages": {"trace": str(tmp_path / "all.csv")}})
+    d["mqttConsumer"] = block
+    scn = sim.load_scenario(d)
+    res = sim.run(scn, seed=0)
+    events = res.events
+    assert events.loc[(events.event == "disconnect"), "detail"].tolist() == ["network", "network", "clean", "network"]
+    assert events.loc[events.event == "session_discarded", "client_id"].tolist() == [f"c-{mapping['fresh-0']}"]
+    observed = pd.read_csv(TRACES / "mosquitto_sample_observed.csv")
+    observed["consumer"] = observed["consumer"].map(lambda cid: f"c-{mapping[cid]}")
+    merged = res.messages.merge(observed, on=["published_at", "consumer"], how="inner")
+    assert len(merged) == 120
+    assert ((merged["fate"] == "delivered") == (merged["received"] == 1)).all()
 
 
 # --------------------------------------------------------------------------- (d) the installed broker's wording
