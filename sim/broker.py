@@ -45,34 +45,28 @@ class Broker:
     def _session_bytes(self, s: Session) -> int:
         return self.cfg.session_overhead_bytes + len(s.client_id.encode())
 
-    def _hold(self, s: Session, e: Entry) -> None:
-        """Memory for a new queue/in-flight entry (and the stored message if not yet held)."""
+    def _account(self, s: Session, e: Entry, sign: int) -> None:
+        """Memory of an entry the session starts (+1) or stops (-1) holding.
+
+        The entry's overhead, plus the stored message: with a shared store its bytes come with
+        the first reference and go with the last; otherwise each entry holds its own copy.
+        """
         cfg, msg = self.cfg, e.msg
-        own = cfg.queue_entry_overhead_bytes
-        store = 0
-        if cfg.shared_message_store:
-            if msg.refs == 0:
-                store = msg.store_bytes
-        else:
-            own += msg.store_bytes
-        msg.refs += 1
-        s.nbytes += own
-        self.ledger.memory(self.env.now, s.category, entry=cfg.queue_entry_overhead_bytes,
-                           message=own - cfg.queue_entry_overhead_bytes, store=store)
+        entry = cfg.queue_entry_overhead_bytes
+        copy = 0 if cfg.shared_message_store else msg.store_bytes
+        if sign < 0:
+            msg.refs -= 1
+        store = msg.store_bytes if cfg.shared_message_store and msg.refs == 0 else 0
+        if sign > 0:
+            msg.refs += 1
+        s.nbytes += sign * (entry + copy)
+        self.ledger.memory(self.env.now, s.category, entry=sign * entry, message=sign * copy, store=sign * store)
+
+    def _hold(self, s: Session, e: Entry) -> None:
+        self._account(s, e, +1)
 
     def _release(self, s: Session, e: Entry) -> None:
-        cfg, msg = self.cfg, e.msg
-        own = cfg.queue_entry_overhead_bytes
-        store = 0
-        msg.refs -= 1
-        if cfg.shared_message_store:
-            if msg.refs == 0:
-                store = msg.store_bytes
-        else:
-            own += msg.store_bytes
-        s.nbytes -= own
-        self.ledger.memory(self.env.now, s.category, entry=-cfg.queue_entry_overhead_bytes,
-                           message=-(own - cfg.queue_entry_overhead_bytes), store=-store)
+        self._account(s, e, -1)
 
     # ------------------------------------------------------------------ CONNECT / DISCONNECT
     def connect(self, client, clean_start: bool, requested_interval: int) -> bool:
