@@ -216,13 +216,15 @@ class Broker:
                 elif not copy:
                     ledger.fate(idx, msg, "qos0_offline", t)
 
-    def lose_unrouted(self, msg: Message, cause: str) -> None:
-        """A message lost on the publisher's side is lost for every consumer it would have reached."""
-        t = self.env.now
+    def lose_unrouted(self, msg: Message, cause: str | None) -> None:
+        """A message the broker never received ends with ``cause`` for every consumer it would
+        have reached (a loss on the publisher's side); ``cause`` None, at the horizon: ``pending``,
+        or ``stranded`` for a consumer that has left."""
+        t = self.env.now if cause is not None else self.horizon
         for members in self.members(msg.topic):
             for c in members.values():
                 self.ledger.route(c.index, msg, t)
-                self.ledger.fate(c.index, msg, cause, t)
+                self.ledger.fate(c.index, msg, cause or ("stranded" if c.departed else "pending"), t)
 
     def _deliver_online(self, s: Session, c, msg: Message, qos: int, copy: bool) -> None:
         if c.latency == 0 and (qos == 0 or (not s.inflight and s.queued_count == 0)):

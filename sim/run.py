@@ -89,15 +89,11 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
 def _finish(broker: Broker, fleets: list[Fleet]) -> None:
     """At the horizon, give every undecided pair ``pending`` or ``stranded``."""
     broker.finish()
-    t = broker.horizon
     for f in fleets:
         for c in f.clients:
             if isinstance(c, Publisher) and not c.departed:
                 for msg in c.unrouted():
-                    for members in broker.members(msg.topic):
-                        for consumer in members.values():
-                            broker.ledger.route(consumer.index, msg, t)
-                            broker.ledger.fate(consumer.index, msg, "stranded" if consumer.departed else "pending", t)
+                    broker.lose_unrouted(msg, None)
 
 
 def _summary(scenario: Scenario, seed: int, ledger: Ledger, broker: Broker) -> pd.Series:
