@@ -216,7 +216,7 @@ class Broker:
                 elif not copy:
                     ledger.fate(idx, msg, "qos0_offline", t)
 
-    def lose_unrouted(self, msg: Message, cause: str | None) -> None:
+    def settle_unrouted(self, msg: Message, cause: str | None) -> None:
         """A message the broker never received ends with ``cause`` for every consumer it would
         have reached (a loss on the publisher's side); ``cause`` None, at the horizon: ``pending``,
         or ``stranded`` for a consumer that has left."""

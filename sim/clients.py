@@ -164,7 +164,7 @@ class Publisher(Client):
         elif len(self.buffer) < b.offline_buffer:
             self.buffer.append(msg)
         else:
-            self.broker.lose_unrouted(msg, "publisher_offline")
+            self.broker.settle_unrouted(msg, "publisher_offline")
 
     def send(self, msg: Message) -> None:
         """PUBLISH on the current connection; QoS 1/2 stays in flight until acknowledged."""
@@ -190,7 +190,7 @@ class Publisher(Client):
                 self.broker.receive_publish(msg)
             elif msg.qos == 0:
                 self.transit.discard(msg)
-                self.broker.lose_unrouted(msg, "publisher_inflight")
+                self.broker.settle_unrouted(msg, "publisher_inflight")
 
         def acked(_ev):
             if self.connected and self.connection == conn and msg in self.inflight:
@@ -211,7 +211,7 @@ class Publisher(Client):
                     self.inflight[msg] = received
                     self.send(msg)
             elif not received:  # [MQTT-3.2.2-5]: no session, the client discards its state
-                self.broker.lose_unrouted(msg, "publisher_inflight")
+                self.broker.settle_unrouted(msg, "publisher_inflight")
         while self.buffer and self.connected:
             self.send(self.buffer.popleft())
         return present
@@ -219,10 +219,10 @@ class Publisher(Client):
     def depart(self) -> None:
         for msg, received in self.inflight.items():
             if not received:
-                self.broker.lose_unrouted(msg, "publisher_inflight")
+                self.broker.settle_unrouted(msg, "publisher_inflight")
         self.inflight.clear()
         for msg in self.buffer:
-            self.broker.lose_unrouted(msg, "publisher_offline")
+            self.broker.settle_unrouted(msg, "publisher_offline")
         self.buffer.clear()
         super().depart()
 

@@ -93,7 +93,7 @@ def _finish(broker: Broker, fleets: list[Fleet]) -> None:
         for c in f.clients:
             if isinstance(c, Publisher) and not c.departed:
                 for msg in c.unrouted():
-                    broker.lose_unrouted(msg, None)
+                    broker.settle_unrouted(msg, None)
 
 
 def _summary(scenario: Scenario, seed: int, ledger: Ledger, broker: Broker) -> pd.Series:
