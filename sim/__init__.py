@@ -7,8 +7,9 @@ from .config import BrokerConfig, ConsumerBlock, PublisherBlock, Scenario, load_
 from .ledger import ConservationError
 from .protocol import FATES, LOSS_CAUSES, UINT_MAX
 from .run import Result, run
+from .sweep import summarize, sweep
 from .units import ScenarioError
 
 __all__ = ["UINT_MAX", "LOSS_CAUSES", "FATES", "Scenario", "BrokerConfig", "ConsumerBlock", "PublisherBlock",
-           "load_scenario", "run", "Result", "ScenarioError", "ConservationError"]
+           "load_scenario", "run", "Result", "sweep", "summarize", "ScenarioError", "ConservationError"]
 __version__ = "0.1.0"

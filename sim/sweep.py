@@ -3,8 +3,9 @@
 Every grid cell is validated before the first run. Replication ``r`` of every cell uses the
 same run seed (drawn from ``SeedSequence(seed)``), so cells are compared under common random
 numbers: the same outages and publishes, only the policy differs. With ``out=`` each finished
-run is appended to a CSV file at once, and a rerun with the same arguments skips the runs
-already there, so an interrupted sweep loses no finished run.
+run is appended to a CSV file at once (for ``out="x.parquet"``, to ``x.parquet.partial.csv``,
+turned into the Parquet file when the sweep completes; needs pyarrow), and a rerun with the
+same arguments skips the runs already there, so an interrupted sweep loses no finished run.
 """
 from __future__ import annotations
 
@@ -70,11 +71,26 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
     seeds = replication_seeds(seed, replications)
     todo = [(cell, r) for cell in cells for r in range(replications)]
     rows: list[dict[str, Any]] = []
-    path = Path(out) if out is not None else None
-    if path is not None and path.exists():
-        done = pd.read_csv(path)
-        have = {_key({k: _restore(v) for k, v in row.items() if k in (cells[0] if cells else {})}, int(row["replication"]))
-                for _, row in done.iterrows()}
+    final = Path(out) if out is not None else None
+    parquet = final is not None and final.suffix == ".parquet"
+    if parquet:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ImportError("out: a .parquet file needs pyarrow (pip install 'mqtt-session-sim[parquet]'); "
+                              "or give a .csv path") from None
+    # finished runs are appended to a CSV at once (for .parquet: a .partial.csv beside it)
+    path = final.with_name(final.name + ".partial.csv") if parquet else final
+    done_frames = []
+    if parquet and final.exists():
+        done_frames.append(pd.read_parquet(final))
+    if path is not None and path.exists() and path.stat().st_size:
+        done_frames.append(pd.read_csv(path))
+    if done_frames:
+        done = pd.concat(done_frames, ignore_index=True)
+        keys = list(cells[0]) if cells else []
+        have = {_key({k: _restore(row[k]) for k in keys}, int(row["replication"]))  # per-column dtypes kept
+                for row in done[keys + ["replication"]].to_dict("records")}
         rows.extend(done.to_dict("records"))
         todo = [(c, r) for c, r in todo if _key(c, r) not in have]
     bar = _progress(len(todo), progress)
@@ -92,7 +108,12 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
             bar.close()
     df = pd.DataFrame(rows)
     order = list(grid or {}) + ["replication"]
-    return df.sort_values(order, kind="stable", key=lambda s: s.map(str) if s.dtype == object else s).reset_index(drop=True)
+    df = df.sort_values(order, kind="stable", key=lambda s: s.map(str) if s.dtype == object else s).reset_index(drop=True)
+    if parquet:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        df.to_parquet(final, index=False)
+        path.unlink(missing_ok=True)
+    return df
 
 
 def _restore(value: Any) -> Any:

@@ -50,7 +50,8 @@ def test_interrupted_sweep_resumes_without_losing_or_redoing_runs(tmp_path, monk
     lines = out.read_text().splitlines()
     assert len(lines) == 1 + 12
     out.write_text("\n".join(lines[:6]) + "\n")  # as if killed after 5 finished runs
-    import sim.sweep as sweep_module
+    import sys
+    sweep_module = sys.modules["sim.sweep"]
     calls = []
     real = sweep_module._one
     monkeypatch.setattr(sweep_module, "_one", lambda *a: calls.append(a) or real(*a))
@@ -89,3 +90,21 @@ def test_demo_writes_table_and_figure(tmp_path, capsys):
     assert Path(tmp_path / "policy_comparison.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "expiry UINT_MAX, clean start false" in printed
+
+
+def test_parquet_output_resumes_from_its_partial_csv(tmp_path):
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "runs.parquet"
+    grid = {"mqttConsumer.session expiry interval": [0, 60]}
+    full = sim.sweep(SCN, grid, replications=2, seed=2, out=out, progress=False)
+    assert out.exists() and not (tmp_path / "runs.parquet.partial.csv").exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(out).drop(columns=VOLATILE), full.drop(columns=VOLATILE),
+                                  check_dtype=False)
+    # an interrupted parquet sweep: two runs finished in the partial CSV, no parquet yet
+    out.unlink()
+    partial = tmp_path / "runs.parquet.partial.csv"
+    full.head(2).to_csv(partial, index=False)
+    again = sim.sweep(SCN, grid, replications=2, seed=2, out=out, progress=False)
+    cols = [c for c in full.columns if c not in VOLATILE]
+    pd.testing.assert_frame_equal(again[cols], full[cols], check_dtype=False)
+    assert not partial.exists()
