@@ -1,6 +1,9 @@
 """``mqtt-sim``: run a scenario, or the demo policy comparison.
 
     mqtt-sim run SCENARIO.yaml [--seed N] [--out DIR] [--messages]
+    mqtt-sim sweep SCENARIO.yaml --grid "mqttConsumer.session expiry interval=0,15,uint_max" \
+        [--grid ...] [--replications N] [--seed N] [--jobs N] --out RUNS.csv|.parquet
+    mqtt-sim plot RUNS.csv --out FIGURE.png
     mqtt-sim demo [--out DIR] [--replications N] [--jobs N]
 
 A scenario error prints one line, ``error: <field>: <value> <what is allowed>``, and exits 2.
@@ -53,6 +56,52 @@ def cmd_run(args: argparse.Namespace) -> int:
         if res.messages is not None:
             res.messages.to_csv(out / "messages.csv", index=False)
         print(f"wrote {out}/summary.csv, fates.csv, memory.csv, events.csv" + (", messages.csv" if res.messages is not None else ""))
+    return 0
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """``["field=v1,v2", ...]`` -> {field: [v1, v2]}; each value is read as YAML (true, 15, 1h)."""
+    import yaml
+
+    grid: dict[str, list] = {}
+    for item in items:
+        field, sep, values = item.partition("=")
+        if not sep or not field.strip() or not values.strip():
+            raise ScenarioError("--grid", item, "must look like 'mqttConsumer.session expiry interval=0,15,uint_max'")
+        grid[field.strip()] = [yaml.safe_load(v.strip()) for v in values.split(",")]
+    return grid
+
+
+def _read_runs(path: str) -> pd.DataFrame:
+    return pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import summarize, sweep
+
+    scn = load_scenario(args.scenario)
+    grid = parse_grid(args.grid or [])
+    runs = sweep(scn, grid, replications=args.replications, seed=args.seed, jobs=args.jobs, out=args.out,
+                 progress=not args.quiet)
+    table = summarize(runs, by=list(grid) or None)
+    with pd.option_context("display.width", 250, "display.max_columns", 40, "display.float_format", "{:,.4g}".format):
+        print(table[list(grid) + ["n", "loss_ratio", "loss_ratio_ci_low", "loss_ratio_ci_high",
+                                  "memory_peak_bytes", "memory_mean_bytes"]].to_string(index=False))
+    print(f"wrote {args.out} ({len(runs)} runs)")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from . import plots
+    from .sweep import summarize
+
+    runs = _read_runs(args.runs)
+    metrics = ("loss_ratio", "memory_peak_bytes", "memory_mean_bytes", "routed") + tuple(
+        f"lost_{c}" for c in LOSS_CAUSES)
+    table = summarize(runs, metrics=metrics)
+    fig = plots.policy_figure(table)
+    fig.savefig(args.out, dpi=120, bbox_inches="tight")
+    print(f"wrote {args.out} ({len(table)} policies, {len(runs)} runs)")
     return 0
 
 
@@ -114,6 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="folder for summary.csv, fates.csv, memory.csv, events.csv")
     r.add_argument("--messages", action="store_true", help="also record one row per (message, consumer) pair")
     r.set_defaults(func=cmd_run)
+    w = sub.add_parser("sweep", help="run a policy grid with replications; one row per run")
+    w.add_argument("scenario", help="scenario YAML file")
+    w.add_argument("--grid", action="append", metavar="FIELD=V1,V2",
+                   help="a field and its values, e.g. 'mqttConsumer.clean start=true,false' (repeatable)")
+    w.add_argument("--replications", type=int, default=10)
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--jobs", type=int, default=1)
+    w.add_argument("--out", required=True, help="runs file (.csv or .parquet); a rerun resumes it")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=cmd_sweep)
+    pl = sub.add_parser("plot", help="loss by cause and loss-versus-memory figure from a sweep's runs file")
+    pl.add_argument("runs", help="runs file written by 'mqtt-sim sweep' (.csv or .parquet)")
+    pl.add_argument("--out", required=True, help="figure file, e.g. policies.png")
+    pl.set_defaults(func=cmd_plot)
     d = sub.add_parser("demo", help="policy comparison on the shipped example; writes CSV and PNG")
     d.add_argument("--out", default="data/results", help="output folder (default data/results)")
     d.add_argument("--replications", type=int, default=5)

@@ -45,7 +45,7 @@ def _one(scenario: Scenario, cell: dict[str, Any], replication: int, run_seed: i
     res = run(scenario.updated(cell) if cell else scenario, seed=run_seed, record_messages=False,
               record_events=False, record_memory=False)
     row: dict[str, Any] = {**cell, "replication": replication, "run_seed": run_seed}
-    row.update(res.summary.to_dict())
+    row.update({k: v for k, v in res.summary.to_dict().items() if k not in cell})  # a grid value (e.g. horizon) wins
     row["wall_seconds"] = res.wall_seconds
     return row
 

@@ -108,3 +108,22 @@ def test_parquet_output_resumes_from_its_partial_csv(tmp_path):
     cols = [c for c in full.columns if c not in VOLATILE]
     pd.testing.assert_frame_equal(again[cols], full[cols], check_dtype=False)
     assert not partial.exists()
+
+
+def test_cli_sweep_and_plot(tmp_path, capsys):
+    from sim.cli import main
+    runs = tmp_path / "runs.csv"
+    rc = main(["sweep", "data/scenarios/transport_example.yaml", "--grid", "mqttConsumer.session expiry interval=0,uint_max",
+               "--grid", "horizon=10m", "--replications", "2", "--out", str(runs), "--quiet"])
+    assert rc == 0
+    df = pd.read_csv(runs)
+    assert len(df) == 4 and set(df["horizon"]) == {"10m"}          # the grid value is kept, not the summary's
+    assert set(df["mqttConsumer.session expiry interval"].astype(str)) == {"0", "uint_max"}  # as given
+    assert main(["plot", str(runs), "--out", str(tmp_path / "f.png")]) == 0
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+    capsys.readouterr()
+    assert main(["sweep", "data/scenarios/transport_example.yaml", "--grid", "mqttConsumer.qos=3",
+                 "--out", str(tmp_path / "bad.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: mqttConsumer.qos: 3 is out of range: use an integer from 0 to 2 (MQTT QoS 0, 1 or 2)"]
+    assert not (tmp_path / "bad.csv").exists()
