@@ -479,14 +479,16 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
     # limits first: label placement needs the final data-to-pixel transform
     x_hi = xs + (xerr[1] if xerr is not None else 0.0)
     x_lo = xs - (xerr[0] if xerr is not None else 0.0)
+    what = {"memory_mean_bytes": "Mean broker memory", "memory_peak_bytes": "Peak broker memory",
+            "memory_final_bytes": "Broker memory at the horizon"}.get(x, x.replace("_", " "))
     if logx and finite_x.size and np.all(finite_x > 0):
         ax.set_xscale("log")
-        ax.set_xlabel(f"Mean broker memory ({b_name}, log scale)")
+        ax.set_xlabel(f"{what} ({b_name}, log scale)")
         lo = float(np.nanmin(np.where(x_lo > 0, x_lo, xs)))
         hi = float(np.nanmax(x_hi))
         ax.set_xlim(lo / 1.6, hi * 1.6 if hi > lo else lo * 10)
     else:
-        ax.set_xlabel(f"Mean broker memory ({b_name})")
+        ax.set_xlabel(f"{what} ({b_name})")
         right = float(np.nanmax(x_hi)) if np.isfinite(x_hi).any() else 0.0
         ax.set_xlim(-0.03 * right if right > 0 else -0.05, right * 1.2 if right > 0 else 1.0)
     ax.set_ylabel("Loss ratio (% of routed message-consumer pairs)")

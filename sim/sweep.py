@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 
 from .config import Scenario
+from .protocol import LOSS_CAUSES
 from .run import run
 from .units import ScenarioError
 
 #: Summary columns :func:`summarize` gives intervals for by default.
 DEFAULT_METRICS = ("loss_ratio", "lost", "routed", "delivered", "duplicates", "memory_peak_bytes",
-                   "memory_mean_bytes", "memory_final_bytes")
+                   "memory_mean_bytes", "memory_final_bytes") + tuple(f"lost_{c}" for c in LOSS_CAUSES)
 
 
 def replication_seeds(seed: int, replications: int) -> list[int]:
@@ -132,7 +133,7 @@ def _keep(rows: list, row: dict, path: Path | None, bar) -> None:
 def _progress(total: int, enabled: bool):
     if not enabled or total == 0:
         return None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bar: works in terminals and notebooks without ipywidgets
 
     return tqdm(total=total, desc="runs", unit="run")
 

@@ -27,6 +27,11 @@ SMALL_PARAMETERS = {
     "jobs": 1,
 }
 
+#: Per-notebook overrides of SMALL_PARAMETERS (file name -> values).
+NOTEBOOK_PARAMETERS = {
+    "02_policy_sweep.ipynb": {"horizon": "30m", "replications": 3},
+}
+
 
 def _read(path: Path):
     return nbformat.read(path, as_version=4)
@@ -78,7 +83,8 @@ def test_notebook_runs_at_small_size(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
 
     declared = _declared_names(_parameters_cell(_read(path)))
-    parameters = {k: v for k, v in SMALL_PARAMETERS.items() if k in declared}
+    small = {**SMALL_PARAMETERS, **NOTEBOOK_PARAMETERS.get(path.name, {})}
+    parameters = {k: v for k, v in small.items() if k in declared}
     out = tmp_path / path.name
     papermill.execute_notebook(
         str(path), str(out), parameters=parameters, cwd=str(NOTEBOOKS_DIR),
