@@ -91,6 +91,9 @@ class Consumer(Client):
         super().__init__(*args, **kwargs)
         self.index = index  # the ledger's consumer number
         self.receive_maximum = self.block.receive_maximum
+        self.group = self.fleet.group
+        self.mode: str | None = None  # bulk mode (see broker.ConsumerGroup)
+        self.snap = 0
 
     def connect(self, clean_start: bool) -> bool:
         present = super().connect(clean_start)
@@ -98,16 +101,23 @@ class Consumer(Client):
             self.broker.resume_delivery(self)
         else:
             self.broker.subscribe(self, self.block.topic_filter, self.block.qos)
+        self.broker.refresh(self)
         return present
+
+    def disconnect(self, kind: str, interval: int | None) -> None:
+        super().disconnect(kind, interval)
+        self.broker.refresh(self)
 
     def depart(self) -> None:
         super().depart()
         if self.client_id not in self.broker.sessions:
-            self.fleet.forget(self)
+            self.broker.forget(self)
 
     def session_ended(self, session) -> None:
         if self.departed:
-            self.fleet.forget(self)
+            self.broker.forget(self)
+        else:
+            self.broker.refresh(self)
 
 
 class Publisher(Client):
@@ -239,22 +249,21 @@ def broker_store_bytes(broker: Broker, topic: str, payload: int) -> int:
 class Fleet:
     """The clients of one ``mqttConsumer``/``mqttPublisher`` block, slot by slot.
 
-    ``members`` maps client identifiers to the consumers a message can be routed to: every
-    client that has not left, and departed ones while their session exists.
+    For a consumer block, ``group`` (a :class:`~sim.broker.ConsumerGroup`) holds the consumers
+    a message can be routed to: every client that has joined and not left, and departed ones
+    while their session exists.
     """
 
     def __init__(self, env: simpy.Environment, broker: Broker, block: ConsumerBlock | PublisherBlock,
                  block_index: int, prefix: str, seed: np.random.SeedSequence, next_id=None):
         self.env, self.broker, self.block, self.block_index = env, broker, block, block_index
         self.prefix, self.next_id = prefix, next_id
-        self.members: dict[str, Consumer] = {}
         self.clients: list[Client] = []
         self.count = 0
         is_pub = isinstance(block, PublisherBlock)
         self.streams = [[np.random.default_rng(s) for s in slot.spawn(3 if is_pub else 2)]
                         for slot in seed.spawn(block.clients)]
-        if not is_pub:
-            broker.consumer_blocks.append((block.topic_filter, self.members))
+        self.group = None if is_pub else broker.add_group(block.topic_filter)
 
     def start(self) -> None:
         for slot in range(self.block.clients):
@@ -275,7 +284,7 @@ class Fleet:
             client = Consumer(self.env, self.broker, index=index, **common)
             out = self.block.outages
             if replacement or not (out.first_connect and out.first_connect[slot] is not None):
-                self.members[cid] = client  # else it joins at its first CONNECT (see Client.lifecycle)
+                self.broker.join(client)  # else it joins at its first CONNECT (see Client.lifecycle)
         client.replacement = replacement
         self.clients.append(client)
         self.env.process(client.lifecycle())
@@ -293,7 +302,4 @@ class Fleet:
     def join(self, client: Client) -> None:
         """A client whose trace starts with ``[null, t]`` joins the fleet at ``t``."""
         if isinstance(client, Consumer):
-            self.members[client.client_id] = client
-
-    def forget(self, client: Client) -> None:
-        self.members.pop(client.client_id, None)
+            self.broker.join(client)

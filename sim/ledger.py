@@ -111,6 +111,12 @@ class Ledger:
             self.rows.append([msg.id, msg.publisher, msg.produced_at, msg.topic, msg.qos,
                               self.consumers[consumer].client_id, None, None, 0])
 
+    def bulk(self, consumer: int, fate: str, n: int) -> None:
+        """``n`` pairs routed to ``consumer`` that all had ``fate`` (no per-pair records)."""
+        c = self.counts[consumer]
+        c[ROUTED] += n
+        c[FATE_INDEX[fate]] += n
+
     def fate(self, consumer: int, msg: Message, fate: str, t: float) -> None:
         """Give a pair that has no queue entry its fate."""
         self.counts[consumer][FATE_INDEX[fate]] += 1

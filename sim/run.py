@@ -89,6 +89,7 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
 def _finish(broker: Broker, fleets: list[Fleet]) -> None:
     """At the horizon, give every undecided pair ``pending`` or ``stranded``."""
     broker.finish()
+    broker.flush_all()  # book the pairs of members in a bulk mode
     for f in fleets:
         for c in f.clients:
             if isinstance(c, Publisher) and not c.departed:

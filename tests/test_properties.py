@@ -254,3 +254,20 @@ def test_raising_expiry_never_increases_loss(d, seed, lo, step):
                 f"{plost[worse.index].tolist()} -> {worse.tolist()}")
             assert res.summary["routed"] == previous_routed
         previous, previous_routed = (E, lost), res.summary["routed"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(d=scenarios(), seed=seeds)
+def test_bulk_accounting_equals_pair_by_pair(d, seed):
+    """Without per-pair records the broker books connected and session-less consumers in bulk
+    (sim.broker.ConsumerGroup); the result must be identical to visiting every pair."""
+    scn = sim.load_scenario(d)
+    bulk = sim.run(scn, seed=seed, record_messages=False)
+    pairs = sim.run(scn, seed=seed, record_messages=True)
+    pd.testing.assert_series_equal(bulk.summary, pairs.summary)
+    pd.testing.assert_frame_equal(bulk.fates, pairs.fates)
+    pd.testing.assert_frame_equal(bulk.memory, pairs.memory)
+    counts = pairs.messages.groupby(["consumer", "fate"]).size()
+    for row in bulk.fates.itertuples():
+        assert counts.get((row.client_id, "delivered"), 0) == row.delivered
+        assert counts.get((row.client_id, "no_session"), 0) == row.lost_no_session
