@@ -24,7 +24,7 @@ def main() -> None:
     print(f"python {platform.python_version()} on {platform.machine()}, {platform.processor() or 'cpu'}; "
           f"{time.strftime('%Y-%m-%d')}")
     print(f"{'scenario':<28}{'pairs':>12}{'median s':>10}{'pairs/s':>12}")
-    for path in sorted((ROOT / "data" / "scenarios").glob("*.yaml")):
+    for path in sorted((ROOT / "data" / "scenarios").glob("*.yaml")) + sorted((ROOT / "benchmarks").glob("*.yaml")):
         scn = sim.load_scenario(path)
         times = []
         for _ in range(args.repeats):
