@@ -383,9 +383,8 @@ def parse_outages(value: object, field: str, clients: int, base_dir: Path | None
     if "disconnect" in d:
         kw["disconnect"] = parse_choice(d["disconnect"], subfield(field, "disconnect"), ("network", "clean"))
     if "disconnect_session_expiry_interval" in d:
-        if kw.get("disconnect", "network") != "clean":
-            raise ScenarioError(subfield(field, "disconnect_session_expiry_interval"), d["disconnect_session_expiry_interval"],
-                                "needs 'disconnect: clean' (only a DISCONNECT packet carries an expiry interval)")
+        # sent only in a DISCONNECT packet: used by the outages whose disconnect is clean (the
+        # block's `disconnect`, or a trace CSV's per-outage disconnect_kind)
         kw["disconnect_session_expiry_interval"] = parse_interval(d["disconnect_session_expiry_interval"], subfield(field, "disconnect_session_expiry_interval"))
     if "reconnect_clean_start" in d:
         kw["reconnect_clean_start"] = parse_bool(d["reconnect_clean_start"], subfield(field, "reconnect_clean_start"))
