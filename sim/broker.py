@@ -47,8 +47,9 @@ class Broker:
         self.transit: dict[int, tuple[Entry, Session]] = {}  # QoS 0 copies on the wire to consumers
 
     # ------------------------------------------------------------------ helpers
-    def _schedule(self, delay: float, priority: int, callback) -> None:
-        """Run ``callback`` after ``delay`` unless that is at or past the horizon."""
+    def schedule(self, delay: float, priority: int, callback) -> None:
+        """Run ``callback()`` after ``delay`` unless that is at or past the horizon (nothing at or
+        after the horizon is simulated)."""
         if self.env.now + delay < self.horizon:
             Alarm(self.env, delay, priority, lambda _ev: callback())
 
@@ -227,8 +228,7 @@ class Broker:
         if delay is not None:
             s.expiry_token += 1
             token = s.expiry_token
-            if t + delay < self.horizon:
-                Alarm(self.env, delay, PRIORITY_EXPIRY, lambda _ev: self._expire(s, token))
+            self.schedule(delay, PRIORITY_EXPIRY, lambda: self._expire(s, token))
 
     def depart(self, client) -> None:
         """The client has left for good: its session (if any) is stranded until it expires."""
@@ -361,9 +361,7 @@ class Broker:
         self.ledger.memory(t, s.category, queued=1)
         if cfg.message_expiry_check == "eager" and e.msg.expires_at is not None:
             # [MQTT-3.3.2-5]: an expired message not yet sent is deleted
-            delay = max(0.0, e.msg.expires_at - t)
-            if t + delay < self.horizon:
-                Alarm(self.env, delay, PRIORITY_EXPIRY, lambda _ev: self._expire_entry(s, e))
+            self.schedule(max(0.0, e.msg.expires_at - t), PRIORITY_EXPIRY, lambda: self._expire_entry(s, e))
 
     def _counted(self, e: Entry) -> bool:
         """Whether the queue limits count this entry (all do, unless QoS 0 is exempt)."""
@@ -421,20 +419,18 @@ class Broker:
             ok = s.alive and s.connected and s.connection == conn
             self.ledger.settle(e, "delivered" if ok else "qos0_offline", self.env.now)
 
-        if self.env.now + lat < self.horizon:
-            Alarm(self.env, lat, PRIORITY_MESSAGE, lambda _ev: arrive())
+        self.schedule(lat, PRIORITY_MESSAGE, arrive)
 
     def _transmit(self, s: Session, e: Entry) -> None:
         """Send (or re-send) an in-flight QoS 1/2 entry on the current connection."""
         lat, conn = s.client.latency, s.connection
-        e.sent_on = conn
         if lat == 0:  # received and acknowledged at once; callers loop (no recursion via pump)
             self._receipt(s, e, conn)
             del s.inflight[e]
             self._release(s, e)
             return
-        self._schedule(lat, PRIORITY_MESSAGE, lambda: self._receipt(s, e, conn))
-        self._schedule(2 * lat, PRIORITY_MESSAGE, lambda: self._ack(s, e, conn))
+        self.schedule(lat, PRIORITY_MESSAGE, lambda: self._receipt(s, e, conn))
+        self.schedule(2 * lat, PRIORITY_MESSAGE, lambda: self._ack(s, e, conn))
 
     def _receipt(self, s: Session, e: Entry, conn: int) -> None:
         if not (s.alive and s.connected and s.connection == conn and e in s.inflight):

@@ -186,9 +186,7 @@ class Publisher(Client):
             self.inflight[msg] = self.inflight.get(msg, False)
         else:
             self.transit.add(msg)
-        env, horizon = self.env, self.broker.horizon
-
-        def arrive(_ev):
+        def arrive():
             if self.connected and self.connection == conn:
                 if msg.qos == 0:
                     self.transit.discard(msg)
@@ -202,14 +200,13 @@ class Publisher(Client):
                 self.transit.discard(msg)
                 self.broker.settle_unrouted(msg, "publisher_inflight")
 
-        def acked(_ev):
+        def acked():
             if self.connected and self.connection == conn and msg in self.inflight:
                 del self.inflight[msg]
 
-        if env.now + lat < horizon:
-            Alarm(env, lat, PRIORITY_MESSAGE, arrive)
-        if msg.qos > 0 and env.now + 2 * lat < horizon:
-            Alarm(env, 2 * lat, PRIORITY_MESSAGE, acked)
+        self.broker.schedule(lat, PRIORITY_MESSAGE, arrive)
+        if msg.qos > 0:
+            self.broker.schedule(2 * lat, PRIORITY_MESSAGE, acked)
 
     def connect(self, clean_start: bool) -> bool:
         present = super().connect(clean_start)

@@ -51,6 +51,7 @@ from typing import Any, Callable
 
 from . import protocol
 from .config import ConsumerBlock, PublisherBlock, Scenario
+from .run import client_id_prefixes
 
 try:  # paho-mqtt is an optional dependency (extra "broker")
     import paho.mqtt.client as mqtt
@@ -168,17 +169,11 @@ class ClientSpec:
     index: int  #: index in its block
 
 
-def _prefixes(blocks) -> list[str]:
-    """Client-id prefixes exactly as sim.run names them (block index added when names repeat)."""
-    names = [b.client_id for b in blocks]
-    return [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
-
-
 def client_specs(scenario: Scenario) -> tuple[list[ClientSpec], list[ClientSpec]]:
     """The consumer and publisher clients of a scenario, with the model's client ids."""
-    cons = [ClientSpec(f"{p}-{i}", "consumer", b, i) for b, p in zip(scenario.consumers, _prefixes(scenario.consumers))
+    cons = [ClientSpec(f"{p}-{i}", "consumer", b, i) for b, p in zip(scenario.consumers, client_id_prefixes(scenario.consumers))
             for i in range(b.clients)]
-    pubs = [ClientSpec(f"{p}-{i}", "publisher", b, i) for b, p in zip(scenario.publishers, _prefixes(scenario.publishers))
+    pubs = [ClientSpec(f"{p}-{i}", "publisher", b, i) for b, p in zip(scenario.publishers, client_id_prefixes(scenario.publishers))
             for i in range(b.clients)]
     return cons, pubs
 

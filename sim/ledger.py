@@ -50,7 +50,7 @@ class Message:
 class Entry:
     """A message in one session: queued, or sent and not yet acknowledged (in flight)."""
 
-    __slots__ = ("msg", "consumer", "qos", "received", "done", "copy", "live", "sent_on")
+    __slots__ = ("msg", "consumer", "qos", "received", "done", "copy", "live")
 
     def __init__(self, msg: Message, consumer: int, qos: int, copy: bool = False):
         self.msg = msg
@@ -60,7 +60,6 @@ class Entry:
         self.done = False  # the pair's fate is decided
         self.copy = copy  # a duplicate routing of a message this consumer already has a pair for
         self.live = True  # still held by the session (False: removed, a tombstone in the queue)
-        self.sent_on = None  # connection number it was last sent on
 
 
 @dataclass

@@ -33,11 +33,6 @@ LOSS_CAUSES = (
 FATES = ("delivered",) + LOSS_CAUSES + ("pending", "stranded")
 
 
-def is_four_byte_integer(value: object) -> bool:
-    """True when ``value`` is an int in 0..UINT_MAX (and not a bool) (§1.5.5)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT_MAX
-
-
 def effective_expiry(requested: int, broker_max: int) -> int:
     """The Session Expiry Interval the server uses: the client's value capped by the broker.
 

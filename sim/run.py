@@ -42,7 +42,9 @@ class Result:
                 f"lost={int(s['lost'])} loss_ratio={s['loss_ratio']:.4g} peak={s['memory_peak_bytes']:.0f} B>")
 
 
-def _prefixes(blocks, default: str) -> list[str]:
+def client_id_prefixes(blocks) -> list[str]:
+    """Client-id prefix of each block: its ``client id``, with the block index added when
+    several blocks share one (clients are then ``<prefix>-<n>``)."""
     names = [b.client_id for b in blocks]
     return [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
@@ -70,10 +72,10 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     consumer_seed, publisher_seed = np.random.SeedSequence(int(seed)).spawn(2)
     counter = itertools.count()
     fleets = [Fleet(env, broker, b, i, p, s) for (i, b), p, s in
-              zip(enumerate(scenario.consumers), _prefixes(scenario.consumers, "consumer"),
+              zip(enumerate(scenario.consumers), client_id_prefixes(scenario.consumers),
                   consumer_seed.spawn(len(scenario.consumers)))]
     fleets += [Fleet(env, broker, b, i, p, s, next_id=lambda: next(counter)) for (i, b), p, s in
-               zip(enumerate(scenario.publishers), _prefixes(scenario.publishers, "publisher"),
+               zip(enumerate(scenario.publishers), client_id_prefixes(scenario.publishers),
                    publisher_seed.spawn(len(scenario.publishers)))]
     for f in fleets:  # consumers first: at t = 0 they connect before anything is published
         f.start()

@@ -74,12 +74,5 @@ class Session:
                 return e
         return None
 
-    def oldest(self) -> Entry | None:
-        """The oldest live queued entry, left in place."""
-        q = self.queue
-        while q and not q[0].live:
-            q.popleft()
-        return q[0] if q else None
-
     def live_queued(self) -> list[Entry]:
         return [e for e in self.queue if e.live]

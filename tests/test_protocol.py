@@ -70,8 +70,3 @@ def test_delivered_qos_and_offline_queueing():
     assert p.delivered_qos(0, 2) == 0
     assert p.queued_while_offline(1, False) and not p.queued_while_offline(0, False) and p.queued_while_offline(0, True)
 
-
-def test_four_byte_integer():
-    assert p.is_four_byte_integer(0) and p.is_four_byte_integer(p.UINT_MAX)
-    assert not p.is_four_byte_integer(p.UINT_MAX + 1) and not p.is_four_byte_integer(-1)
-    assert not p.is_four_byte_integer(True) and not p.is_four_byte_integer(1.0)
