@@ -4,7 +4,8 @@ The model
 ---------
 One consumer subscribes with QoS 1, Clean Start = 0 and Session Expiry Interval ``E``. It
 alternates *connected* periods (mean ``U``) and *offline* periods ``X`` (mean ``D``), all
-independent, and never leaves for good. Messages matching its subscription are published
+independent, and never leaves for good (departures, replaced at once, are covered by the
+``leave_probability`` argument: see :func:`loss_by_cause`). Messages matching its subscription are published
 as a Poisson process of rate ``lam``, network latency is 0 (nothing is ever in flight) and
 the broker has no queue limits and no message expiry.
 
@@ -140,30 +141,48 @@ def _exp_terms(D: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- exponential offline time
 
 
-def loss_by_cause(U: Any, D: Any, E: Any, uint_max_never_expires: bool = True) -> dict[str, Any]:
+def _check_leave(p: float) -> float:
+    p = float(p)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"leave_probability must be in [0, 1), got {p!r}")
+    return p
+
+
+def loss_by_cause(U: Any, D: Any, E: Any, uint_max_never_expires: bool = True,
+                  leave_probability: float = 0.0) -> dict[str, Any]:
     """Long-run loss ratio by cause for exponential offline periods (mean ``D``).
 
     Returns ``{"session_expired": E exp(-E/D)/(U+D), "no_session": D exp(-E/D)/(U+D),
     "lost": their sum}``, each a fraction of routed (message, consumer) pairs; see the
     module docstring for the renewal-reward derivation (MQTT 5.0 §3.1.2.11.2).
     ``E = 0`` gives ``{0, D/(U+D)}``; ``E = UINT_MAX`` (never expires) gives zeros.
+
+    ``leave_probability`` ``p``: each disconnect is for good with probability ``p`` and the
+    departed client is replaced at once by a new one (``replace departed``). Traffic to the
+    departed client is not loss, and the slot's new client is connected, so per cycle only
+    a non-final outage (probability ``1 - p``) adds offline time and loss: every term is
+    multiplied by ``1 - p`` and the cycle is ``U + (1 - p) D``, as a fraction of the pairs of
+    consumers that come back (``routed - departed_pairs``).
     """
     U, D = _check_means(U, D)
+    q = 1.0 - _check_leave(leave_probability)
     E = np.asarray(expiry_seconds(E, uint_max_never_expires), dtype=float)
     tail, e_tail = _exp_terms(D, E)
-    cycle = U + D
-    expired = e_tail / cycle
-    no_session = D * tail / cycle
+    cycle = U + q * D
+    expired = q * e_tail / cycle
+    no_session = q * D * tail / cycle
     return {"session_expired": _out(expired), "no_session": _out(no_session), "lost": _out(expired + no_session)}
 
 
-def loss_ratio(U: Any, D: Any, E: Any, uint_max_never_expires: bool = True) -> Any:
-    """Long-run ``lost / routed`` for exponential offline periods: ``(E + D) exp(-E/D) / (U + D)``.
+def loss_ratio(U: Any, D: Any, E: Any, uint_max_never_expires: bool = True, leave_probability: float = 0.0) -> Any:
+    """Long-run ``lost / (routed - departed_pairs)`` for exponential offline periods:
+    ``(E + D) exp(-E/D) / (U + D)``; with departures (``leave_probability`` p, replaced),
+    ``(1 - p)(E + D) exp(-E/D) / (U + (1 - p) D)``.
 
     Renewal reward: a cycle loses ``lam E[X 1{X>E}]`` pairs out of ``lam (U + D)`` routed
     (MQTT 5.0 §3.1.2.11.2: the session is deleted ``E`` s after the connection closes).
     """
-    return loss_by_cause(U, D, E, uint_max_never_expires)["lost"]
+    return loss_by_cause(U, D, E, uint_max_never_expires, leave_probability)["lost"]
 
 
 def mean_queued(U: Any, D: Any, E: Any, lam: Any, uint_max_never_expires: bool = True) -> Any:
@@ -281,25 +300,30 @@ def _up_mean(U) -> float:
     return m
 
 
-def loss_by_cause_general(U, down, E: Any, uint_max_never_expires: bool = True) -> dict[str, float]:
+def loss_by_cause_general(U, down, E: Any, uint_max_never_expires: bool = True,
+                          leave_probability: float = 0.0) -> dict[str, float]:
     """Long-run loss ratio by cause for any offline-time distribution (numerical).
 
     ``U``: mean connected time (a number, or a frozen distribution whose mean is used);
     ``down``: frozen ``scipy.stats`` distribution of the offline time. Returns
-    ``session_expired = E P(X>E) / (U+D)``, ``no_session = E[(X-E)+] / (U+D)`` and ``lost``.
+    ``session_expired = E P(X>E) / (U+D)``, ``no_session = E[(X-E)+] / (U+D)`` and ``lost``;
+    ``leave_probability`` as in :func:`loss_by_cause` (terms times ``1 - p``, cycle
+    ``U + (1 - p) D``).
     """
     u = _up_mean(U)
+    q = 1.0 - _check_leave(leave_probability)
     m = offline_moments(down, E, uint_max_never_expires)
     Es = float(expiry_seconds(E, uint_max_never_expires))
-    cycle = u + m["mean"]
-    expired = 0.0 if (math.isinf(Es) or Es == 0) else Es * m["p_expire"] / cycle
-    no_session = m["excess"] / cycle
+    cycle = u + q * m["mean"]
+    expired = 0.0 if (math.isinf(Es) or Es == 0) else q * Es * m["p_expire"] / cycle
+    no_session = q * m["excess"] / cycle
     return {"session_expired": expired, "no_session": no_session, "lost": expired + no_session}
 
 
-def loss_ratio_general(U, down, E: Any, uint_max_never_expires: bool = True) -> float:
-    """Long-run ``lost / routed`` = ``E[X 1{X > E}] / (U + D)`` for any offline-time distribution."""
-    return loss_by_cause_general(U, down, E, uint_max_never_expires)["lost"]
+def loss_ratio_general(U, down, E: Any, uint_max_never_expires: bool = True, leave_probability: float = 0.0) -> float:
+    """Long-run ``lost / (routed - departed_pairs)`` = ``E[X 1{X > E}] / (U + D)`` for any
+    offline-time distribution (times ``1 - p`` over ``U + (1 - p) D`` with departures)."""
+    return loss_by_cause_general(U, down, E, uint_max_never_expires, leave_probability)["lost"]
 
 
 def mean_queued_general(U, down, E: Any, lam: float, uint_max_never_expires: bool = True) -> float:

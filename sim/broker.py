@@ -231,7 +231,9 @@ class Broker:
             self.schedule(delay, PRIORITY_EXPIRY, lambda: self._expire(s, token))
 
     def depart(self, client) -> None:
-        """The client has left for good: its session (if any) is stranded until it expires."""
+        """The client has left for good: its session (if any) is stranded until it expires; its
+        memory is reported as ``stranded_bytes`` (the pairs' fates were switched to departed ones
+        by :meth:`Ledger.depart` before the last disconnect)."""
         s = self.sessions.get(client.client_id)
         self.ledger.event(self.env.now, client.client_id, client.role, "departed")
         if s is not None:
@@ -297,13 +299,13 @@ class Broker:
 
     def settle_unrouted(self, msg: Message, cause: str | None) -> None:
         """A message the broker never received ends with ``cause`` for every consumer it would
-        have reached (a loss on the publisher's side); ``cause`` None, at the horizon: ``pending``,
-        or ``stranded`` for a consumer that has left."""
+        have reached (a loss on the publisher's side); ``cause`` None, at the horizon: ``pending``
+        (the ledger books either as a departed fate for a consumer that has left)."""
         t = self.env.now if cause is not None else self.horizon
         for g in self.groups_for(msg.topic):
             for c in g.members.values():
                 self.ledger.route(c.index, msg, t)
-                self.ledger.fate(c.index, msg, cause or ("stranded" if c.departed else "pending"), t)
+                self.ledger.fate(c.index, msg, cause or "pending", t)
 
     def _deliver_online(self, s: Session, c, msg: Message, qos: int, copy: bool) -> None:
         if c.latency == 0 and (qos == 0 or (not s.inflight and s.queued_count == 0)):
@@ -451,14 +453,14 @@ class Broker:
 
     # ------------------------------------------------------------------ horizon
     def finish(self) -> None:
-        """At the horizon: everything still held is ``pending`` (client returns) or ``stranded``."""
+        """At the horizon: everything still held is ``pending`` (the ledger books it as
+        ``departed_held`` for a client that has left for good)."""
         t = self.horizon
         for s in list(self.sessions.values()):
-            fate = "stranded" if s.category == STRANDED else "pending"
             for e in list(s.inflight) + s.live_queued():
                 if not e.done and not e.copy:
                     expired = e.live and self._expired(e.msg, t)  # in-flight messages do not expire
-                    self.ledger.settle(e, "message_expired" if expired else fate, t)
+                    self.ledger.settle(e, "message_expired" if expired else "pending", t)
         for e, s in self.transit.values():
-            self.ledger.settle(e, "stranded" if s.category == STRANDED else "pending", t)
+            self.ledger.settle(e, "pending", t)
         self.transit.clear()

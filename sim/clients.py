@@ -53,8 +53,11 @@ class Client:
             if outage is None or outage.start >= horizon:
                 return
             yield Alarm(env, outage.start - env.now, PRIORITY_CONNECTION)
+            final = outage.end is None  # the client leaves for good with this disconnect
+            if final:
+                self.leaving()
             self.disconnect(outage.kind or out.disconnect, out.disconnect_session_expiry_interval)
-            if outage.end is None:
+            if final:
                 self.depart()
                 return
             back = reconnect_time(outage.end, outage.start, out.reconnect, self.backoff_rng)
@@ -72,6 +75,9 @@ class Client:
     def disconnect(self, kind: str, interval: int | None) -> None:
         self.connected = False
         self.broker.disconnect(self, kind, interval if kind == "clean" else None)
+
+    def leaving(self) -> None:
+        """The coming disconnect is this client's last: it will never connect again."""
 
     def depart(self) -> None:
         self.departed = True
@@ -104,6 +110,10 @@ class Consumer(Client):
         self.broker.refresh(self)
         return present
 
+    def leaving(self) -> None:
+        # before the disconnect: what its session loses at the close is traffic to a departed device
+        self.broker.ledger.depart(self.index)
+
     def disconnect(self, kind: str, interval: int | None) -> None:
         super().disconnect(kind, interval)
         self.broker.refresh(self)
@@ -133,7 +143,8 @@ class Publisher(Client):
         self.next_id = next_id
         self.inflight: dict[Message, bool] = {}  # message -> has the broker received it
         self.buffer: deque[Message] = deque()
-        self.transit: set[Message] = set()  # QoS 0 messages on the wire
+        self.transit: dict[Message, None] = {}  # QoS 0 messages on the wire, in send order (a set would
+        # order them by memory address, and settle them at the horizon in a different order per process)
         b = self.block
         self.store_bytes = broker_store_bytes(self.broker, self.topic, b.payload_bytes)
         self.can_reroute = b.qos == 1 and b.network_latency > 0
@@ -185,11 +196,11 @@ class Publisher(Client):
         if msg.qos > 0:
             self.inflight[msg] = self.inflight.get(msg, False)
         else:
-            self.transit.add(msg)
+            self.transit[msg] = None
         def arrive():
             if self.connected and self.connection == conn:
                 if msg.qos == 0:
-                    self.transit.discard(msg)
+                    self.transit.pop(msg, None)
                 elif self.inflight.get(msg) is True:
                     if msg.qos == 2:
                         return  # [MQTT-4.3.3]: the broker already has this packet identifier
@@ -197,7 +208,7 @@ class Publisher(Client):
                     self.inflight[msg] = True
                 self.broker.receive_publish(msg)
             elif msg.qos == 0:
-                self.transit.discard(msg)
+                self.transit.pop(msg, None)
                 self.broker.settle_unrouted(msg, "publisher_inflight")
 
         def acked():
@@ -290,8 +301,6 @@ class Fleet:
         return client
 
     def departed(self, client: Client) -> None:
-        if isinstance(client, Consumer):
-            self.broker.ledger.consumers[client.index].departed = True
         if self.block.outages.replace_departed:
             new = self.spawn(client.slot, replacement=True)
             self.broker.ledger.event(self.env.now, new.client_id, new.role, "joined", detail=f"replaces {client.client_id}")

@@ -3,7 +3,8 @@
 The model modules report what happens; the ledger only counts. Each pair is *routed* once
 (counted when the pair comes into being) and given exactly one *fate* once; at the end of a
 run :meth:`Ledger.check_conservation` verifies ``routed == delivered + lost + pending +
-stranded`` for every consumer. Memory is a step function updated at each change, with its
+departed`` for every consumer (``departed``: the pairs of a consumer that left for good and
+never got them, see :func:`sim.protocol.departed_fate`). Memory is a step function updated at each change, with its
 time integral accumulated as it goes (Law's area-under-the-curve method), so means are
 time-weighted and need no sampling process.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .protocol import FATES, LOSS_CAUSES
+from .protocol import DEPARTED_FATES, FATES, LOSS_CAUSES, departed_fate
 
 ROUTED, DUPLICATES = len(FATES), len(FATES) + 1
 FATE_INDEX = {f: i for i, f in enumerate(FATES)}
@@ -75,6 +76,7 @@ class Ledger:
     def __init__(self, record_messages: bool = False, record_events: bool = True, record_memory: bool = True):
         self.consumers: list[ConsumerInfo] = []
         self.counts: list[list[int]] = []
+        self.gone: list[bool] = []  # per consumer: has it left for good (see depart)
         self.record_messages = record_messages
         self.record_events = record_events
         self.record_memory = record_memory
@@ -100,7 +102,14 @@ class Ledger:
     def add_consumer(self, client_id: str, block: int) -> int:
         self.consumers.append(ConsumerInfo(client_id, block))
         self.counts.append([0] * (len(FATES) + 2))
+        self.gone.append(False)
         return len(self.consumers) - 1
+
+    def depart(self, consumer: int) -> None:
+        """``consumer`` leaves for good (before its last disconnect is processed): every pair of
+        it decided from now on that it did not receive gets a departed fate."""
+        self.consumers[consumer].departed = True
+        self.gone[consumer] = True
 
     def route(self, consumer: int, msg: Message, t: float) -> None:
         """A (message, consumer) pair comes into being."""
@@ -112,12 +121,16 @@ class Ledger:
 
     def bulk(self, consumer: int, fate: str, n: int) -> None:
         """``n`` pairs routed to ``consumer`` that all had ``fate`` (no per-pair records)."""
+        if self.gone[consumer]:
+            fate = departed_fate(fate)
         c = self.counts[consumer]
         c[ROUTED] += n
         c[FATE_INDEX[fate]] += n
 
     def fate(self, consumer: int, msg: Message, fate: str, t: float) -> None:
-        """Give a pair that has no queue entry its fate."""
+        """Give a pair that has no queue entry its fate (a departed fate once its consumer has left)."""
+        if self.gone[consumer]:
+            fate = departed_fate(fate)
         self.counts[consumer][FATE_INDEX[fate]] += 1
         if self.record_messages:
             row = self.rows[self._row_of[(msg.id, consumer)]]
@@ -147,7 +160,7 @@ class Ledger:
             self.rows[self._row_of[(msg.id, consumer)]][8] += 1
 
     def check_conservation(self) -> None:
-        """Each (message, consumer) pair has exactly one fate (DESIGN.md, "Fates")."""
+        """Each (message, consumer) pair has exactly one fate (docs/model.md, "Fates")."""
         for info, c in zip(self.consumers, self.counts):
             fated = sum(c[: len(FATES)])
             if fated != c[ROUTED]:
@@ -250,19 +263,27 @@ class Ledger:
 
     def fates_frame(self) -> pd.DataFrame:
         data = np.array(self.counts, dtype=np.int64).reshape(len(self.counts), len(FATES) + 2)
+        routed = data[:, ROUTED]
+        lost = data[:, [FATE_INDEX[c] for c in LOSS_CAUSES]].sum(axis=1)
+        departed = data[:, [FATE_INDEX[f] for f in DEPARTED_FATES]].sum(axis=1)
         df = pd.DataFrame({
             "client_id": [c.client_id for c in self.consumers],
             "block": [c.block for c in self.consumers],
             "departed": [c.departed for c in self.consumers],
-            "routed": data[:, ROUTED],
+            "routed": routed,
             "delivered": data[:, FATE_INDEX["delivered"]],
             "duplicates": data[:, DUPLICATES],
-            "lost": data[:, [FATE_INDEX[c] for c in LOSS_CAUSES]].sum(axis=1),
+            "lost": lost,
         })
         for cause in LOSS_CAUSES:
             df[f"lost_{cause}"] = data[:, FATE_INDEX[cause]]
         df["pending"] = data[:, FATE_INDEX["pending"]]
-        df["stranded"] = data[:, FATE_INDEX["stranded"]]
+        df["departed_pairs"] = departed
+        for fate in DEPARTED_FATES:
+            df[fate] = data[:, FATE_INDEX[fate]]
+        returning = routed - departed
+        with np.errstate(invalid="ignore", divide="ignore"):
+            df["loss_ratio"] = np.where(returning > 0, lost / np.maximum(returning, 1), np.nan)
         return df
 
     def messages_frame(self) -> pd.DataFrame:

@@ -10,7 +10,10 @@ shown when it is the value of a cell; ``fig.savefig("x.png")`` works everywhere.
 
 Functions:
 
-- :func:`loss_by_cause` -- stacked horizontal bars: loss ratio (% of routed pairs) by cause.
+- :func:`loss_by_cause` -- stacked horizontal bars: loss ratio (% of the pairs of consumers
+  that come back) by cause.
+- :func:`departed_traffic` -- stacked horizontal bars: traffic to departed devices by what
+  became of it, drawn apart from loss (it is not loss: those consumers never return).
 - :func:`memory_over_time` -- the broker-memory step function, stacked by session state.
 - :func:`policy_tradeoff` -- loss ratio versus mean broker memory, one labelled point per policy.
 """
@@ -24,9 +27,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .protocol import LOSS_CAUSES, UINT_MAX
+from .protocol import DEPARTED_FATES, LOSS_CAUSES, UINT_MAX
 
-__all__ = ["loss_by_cause", "memory_over_time", "policy_tradeoff", "policy_figure", "byte_unit", "time_unit"]
+__all__ = ["loss_by_cause", "departed_traffic", "memory_over_time", "policy_tradeoff", "policy_figure", "byte_unit", "time_unit"]
 
 #: Display names of the loss causes (legend entries).
 CAUSE_LABELS = {
@@ -51,6 +54,16 @@ CAUSE_COLORS = dict(zip(LOSS_CAUSES, (
     "#bcbd22",  # publisher_inflight: olive
     "#17becf",  # publisher_offline: cyan
 )))
+
+#: Display names and colours of the departed fates (traffic to clients that left for good).
+DEPARTED_LABELS = {
+    "departed_expired": "held until the session ended",
+    "departed_queue_full": "dropped by a queue limit",
+    "departed_message_expired": "message expired",
+    "departed_not_queued": "never held",
+    "departed_held": "still held at the horizon",
+}
+DEPARTED_COLORS = dict(zip(DEPARTED_FATES, ("#6baed6", "#08519c", "#c6dbef", "#bdbdbd", "#3182bd")))
 
 #: Display names and colours of the memory components of ``res.memory``.
 COMPONENT_LABELS = {
@@ -170,6 +183,41 @@ def _labels(df: pd.DataFrame, label: str | None) -> list[str]:
 # loss by cause
 # ---------------------------------------------------------------------------------------------
 
+def _stacked_ratio_bars(df: pd.DataFrame, ax: Axes, labels: list[str], parts: Sequence[tuple[str, str, str]],
+                        denominator: np.ndarray, empty_text: str, legend_title: str) -> None:
+    """Horizontal stacked bars of ``part / denominator`` in percent, one bar per row."""
+    n = len(df)
+    safe = np.where(denominator > 0, denominator, 1.0)
+    y = np.arange(n)
+    left = np.zeros(n)
+    shown = 0
+    for column, text, colour in parts:
+        values = _column(df, column)
+        if values is None:
+            continue
+        pct = np.where(denominator > 0, 100.0 * values.fillna(0.0).to_numpy() / safe, 0.0)
+        if not np.any(pct > 0):
+            continue
+        ax.barh(y, pct, left=left, height=0.6, color=colour, label=text, edgecolor="white", linewidth=0.5)
+        left = left + pct
+        shown += 1
+    upper = float(left.max()) if n else 0.0
+    ax.set_xlim(0.0, upper * 1.18 if upper > 0 else 1.0)
+    for yi, value, r in zip(y, left, denominator):
+        ax.annotate(f"{value:.3g} %" if r > 0 else "none routed", (value, yi), xytext=(4, 0),
+                    textcoords="offset points", va="center", ha="left", fontsize=8)
+    ax.set_yticks(y, labels)
+    ax.set_ylim(n - 0.5, -0.5)  # first row on top
+    ax.set_ylabel("Policy" if n > 1 else "Scenario")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    if shown:
+        ax.legend(title=legend_title, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  title_fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, empty_text, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
 def loss_by_cause(summary_or_df: pd.Series | pd.DataFrame, ax: Axes | None = None, *,
                   label: str | None = None, title: str | None = "Message loss by cause",
                   causes: Sequence[str] = LOSS_CAUSES) -> Figure:
@@ -177,58 +225,53 @@ def loss_by_cause(summary_or_df: pd.Series | pd.DataFrame, ax: Axes | None = Non
 
     ``summary_or_df`` is one ``res.summary`` Series (one bar, labelled with the scenario name)
     or a DataFrame with one row per policy (labels from the index, or from the ``label``
-    column). Each segment is ``lost_<cause> / routed`` in percent, so a bar's length is the
-    loss ratio. Missing ``lost_<cause>`` columns count as 0; a row with ``routed`` = 0 shows no
-    loss. Sweep summaries with ``lost_<cause>_mean`` / ``routed_mean`` columns work too.
+    column). Each segment is ``lost_<cause> / (routed - departed_pairs)`` in percent: the
+    share of the pairs of consumers that come back, so a bar's length is the loss ratio.
+    Traffic to departed devices is not loss (see :func:`departed_traffic`). Missing
+    ``lost_<cause>`` columns count as 0, a missing ``departed_pairs`` as 0; a row with
+    nothing routed to returning consumers shows no loss. Sweep summaries with
+    ``<metric>_mean`` columns work too.
     """
     df = _as_frame(summary_or_df)
     labels = _labels(df, label)
-    n = len(df)
-    fig, ax = _new_axes(ax, (9.0, max(2.4, 0.5 * n + 1.6)))
-
+    fig, ax = _new_axes(ax, (9.0, max(2.4, 0.5 * len(df) + 1.6)))
     routed = _column(df, "routed")
     if routed is None:
         raise ValueError("loss_by_cause needs a 'routed' column (res.summary has one)")
-    routed = routed.fillna(0.0).to_numpy()
-    safe = np.where(routed > 0, routed, 1.0)
-
     if not any(_column(df, f"lost_{cause}") is not None for cause in causes):
         raise ValueError("loss_by_cause needs lost_<cause> columns (res.summary has them; for "
                          "sim.summarize pass metrics that include e.g. 'lost_session_expired')")
-    y = np.arange(n)
-    left = np.zeros(n)
-    shown = []
-    for cause in causes:
-        lost = _column(df, f"lost_{cause}")
-        if lost is None:
-            continue
-        pct = np.where(routed > 0, 100.0 * lost.fillna(0.0).to_numpy() / safe, 0.0)
-        if not np.any(pct > 0):
-            continue
-        ax.barh(y, pct, left=left, height=0.6, color=CAUSE_COLORS.get(cause),
-                label=CAUSE_LABELS.get(cause, cause.replace("_", " ")), edgecolor="white", linewidth=0.5)
-        left = left + pct
-        shown.append(cause)
+    departed = _column(df, "departed_pairs")
+    returning = routed.fillna(0.0).to_numpy() - (departed.fillna(0.0).to_numpy() if departed is not None else 0.0)
+    parts = [(f"lost_{c}", CAUSE_LABELS.get(c, c.replace("_", " ")), CAUSE_COLORS.get(c)) for c in causes]
+    _stacked_ratio_bars(df, ax, labels, parts, returning, "no messages lost", "cause")
+    ax.set_xlabel("Loss ratio (% of pairs routed to consumers that come back)")
+    if title:
+        ax.set_title(title)
+    return fig
 
-    total = left
-    upper = float(total.max()) if n else 0.0
-    ax.set_xlim(0.0, upper * 1.18 if upper > 0 else 1.0)
-    for yi, value, r in zip(y, total, routed):
-        text = f"{value:.3g} %" if r > 0 else "nothing routed"
-        ax.annotate(text, (value, yi), xytext=(4, 0), textcoords="offset points",
-                    va="center", ha="left", fontsize=8)
-    ax.set_yticks(y, labels)
-    ax.set_ylim(n - 0.5, -0.5)  # first row on top
-    ax.set_xlabel("Loss ratio (% of routed message-consumer pairs)")
-    ax.set_ylabel("Policy" if n > 1 else "Scenario")
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_axisbelow(True)
-    if shown:
-        ax.legend(title="cause", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-                  title_fontsize=8, frameon=False)
-    else:
-        ax.text(0.5, 0.5, "no messages lost", transform=ax.transAxes, ha="center", va="center",
-                color="0.4")
+
+def departed_traffic(summary_or_df: pd.Series | pd.DataFrame, ax: Axes | None = None, *,
+                     label: str | None = None, title: str | None = "Traffic to departed devices (not loss)") -> Figure:
+    """Stacked horizontal bars: pairs routed to clients that left for good, by what became of
+    them, in % of all routed pairs, one bar per policy.
+
+    These pairs are not losses (the device never connects again); what they cost is broker
+    memory while their sessions hold them (``memory_mean_stranded_bytes``). Needs the
+    ``departed_<kind>`` columns of ``res.summary`` (or their ``_mean`` in a sweep summary)
+    and ``routed``.
+    """
+    df = _as_frame(summary_or_df)
+    labels = _labels(df, label)
+    fig, ax = _new_axes(ax, (9.0, max(2.4, 0.5 * len(df) + 1.6)))
+    routed = _column(df, "routed")
+    if routed is None or not any(_column(df, f) is not None for f in DEPARTED_FATES):
+        raise ValueError("departed_traffic needs 'routed' and departed_<kind> columns (res.summary has them; "
+                         "for sim.summarize pass metrics that include e.g. 'departed_queue_full')")
+    parts = [(f, DEPARTED_LABELS[f], DEPARTED_COLORS[f]) for f in DEPARTED_FATES]
+    _stacked_ratio_bars(df, ax, labels, parts, routed.fillna(0.0).to_numpy(), "no traffic to departed devices",
+                        "what became of it")
+    ax.set_xlabel("Pairs routed to devices that left for good (% of all routed pairs)")
     if title:
         ax.set_title(title)
     return fig
@@ -491,7 +534,7 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
         ax.set_xlabel(f"{what} ({b_name})")
         right = float(np.nanmax(x_hi)) if np.isfinite(x_hi).any() else 0.0
         ax.set_xlim(-0.03 * right if right > 0 else -0.05, right * 1.2 if right > 0 else 1.0)
-    ax.set_ylabel("Loss ratio (% of routed message-consumer pairs)")
+    ax.set_ylabel("Loss ratio (% of pairs routed to consumers that come back)" if y == "loss_ratio" else y)
     y_hi = yp + (yerr[1] if yerr is not None else 0.0)
     top = float(np.nanmax(y_hi)) if np.isfinite(y_hi).any() else 0.0
     ax.set_ylim(-0.04 * top if top > 0 else -0.05, top * 1.15 if top > 0 else 1.0)
@@ -525,13 +568,21 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
 
 
 def policy_figure(table: pd.DataFrame, *, logx: bool = False) -> Figure:
-    """The demo's figure: loss by cause (left) and loss versus mean memory (right), per policy.
+    """The demo's figure, per policy: loss by cause (top left), traffic to departed devices
+    drawn apart from loss (bottom left), and loss versus mean memory (right).
 
     ``table`` has one row per policy (index = label), e.g. :func:`sim.sweep.summarize` output
-    with ``lost_<cause>`` metrics and ``routed``.
+    with ``lost_<cause>``, ``departed_<kind>`` and ``routed`` metrics. Without departed
+    columns the bottom-left panel says there was no such traffic.
     """
-    fig = Figure(figsize=(14, 0.45 * len(table) + 3), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    loss_by_cause(table, ax=left)
-    policy_tradeoff(table, ax=right, logx=logx)
+    fig = Figure(figsize=(15, 0.9 * len(table) + 4.5), layout="constrained")
+    grid = fig.add_gridspec(2, 2, width_ratios=(1.1, 1.0))
+    loss_by_cause(table, ax=fig.add_subplot(grid[0, 0]))
+    lower = fig.add_subplot(grid[1, 0])
+    if any(_column(table, f) is not None for f in DEPARTED_FATES):
+        departed_traffic(table, ax=lower)
+    else:
+        lower.set_axis_off()
+        lower.text(0.5, 0.5, "no departed-traffic columns in this table", ha="center", va="center", color="0.4")
+    policy_tradeoff(table, ax=fig.add_subplot(grid[:, 1]), logx=logx)
     return fig

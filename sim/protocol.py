@@ -30,7 +30,42 @@ LOSS_CAUSES = (
     "publisher_inflight",
     "publisher_offline",
 )
-FATES = ("delivered",) + LOSS_CAUSES + ("pending", "stranded")
+#: Fates of pairs whose consumer left for good (it never connects again after the pair was
+#: routed) and that it had not received: traffic to a departed device, reported apart from
+#: loss. See docs/model.md "Fates".
+DEPARTED_FATES = (
+    "departed_expired",  # held in the session until the session ended (expiry, or interval 0)
+    "departed_queue_full",  # dropped by a queue limit of the departed client's session
+    "departed_message_expired",  # its Message Expiry Interval passed while held for the departed client
+    "departed_not_queued",  # never held for it: QoS 0 not queued offline, or lost on the publisher's side
+    "departed_held",  # still held at the horizon (the session has not ended yet)
+)
+FATES = ("delivered",) + LOSS_CAUSES + ("pending",) + DEPARTED_FATES
+
+_DEPARTED_OF = {
+    "session_expired": "departed_expired",
+    "clean_start": "departed_expired",
+    "queue_full": "departed_queue_full",
+    "message_expired": "departed_message_expired",
+    "qos0_offline": "departed_not_queued",
+    "no_session": "departed_not_queued",
+    "publisher_inflight": "departed_not_queued",
+    "publisher_offline": "departed_not_queued",
+    "pending": "departed_held",
+}
+
+
+def departed_fate(fate: str) -> str:
+    """The fate of a pair decided after its consumer left for good.
+
+    A client that has left never connects again, so nothing routed to it afterwards (nor
+    anything it held undelivered when it left) can reach it: whatever would have been a loss
+    cause, or ``pending`` at the horizon, becomes the matching departed fate. ``delivered``
+    stays (it cannot happen after a departure; a receipt before it is already booked).
+    """
+    if fate == "delivered" or fate in DEPARTED_FATES:
+        return fate
+    return _DEPARTED_OF[fate]
 
 
 def effective_expiry(requested: int, broker_max: int) -> int:

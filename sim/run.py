@@ -20,7 +20,7 @@ from .broker import Broker
 from .clients import Fleet, Publisher
 from .config import Scenario
 from .ledger import FATE_INDEX, Ledger
-from .protocol import LOSS_CAUSES
+from .protocol import DEPARTED_FATES, LOSS_CAUSES
 
 
 @dataclass
@@ -83,13 +83,14 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     _finish(broker, fleets)
     ledger.close_memory(scenario.horizon)
     ledger.check_conservation()
-    summary = _summary(scenario, seed, ledger, broker)
-    return Result(scenario, int(seed), summary, ledger.fates_frame(), ledger.memory_frame(), ledger.events_frame(),
+    fates = ledger.fates_frame()
+    summary = _summary(scenario, seed, ledger, broker, fates)
+    return Result(scenario, int(seed), summary, fates, ledger.memory_frame(), ledger.events_frame(),
                   ledger.messages_frame() if record_messages else None, time.perf_counter() - started)
 
 
 def _finish(broker: Broker, fleets: list[Fleet]) -> None:
-    """At the horizon, give every undecided pair ``pending`` or ``stranded``."""
+    """At the horizon, give every undecided pair ``pending`` (``departed_held`` for a client that left)."""
     broker.finish()
     broker.flush_all()  # book the pairs of members in a bulk mode
     for f in fleets:
@@ -99,22 +100,26 @@ def _finish(broker: Broker, fleets: list[Fleet]) -> None:
                     broker.settle_unrouted(msg, None)
 
 
-def _summary(scenario: Scenario, seed: int, ledger: Ledger, broker: Broker) -> pd.Series:
+def _summary(scenario: Scenario, seed: int, ledger: Ledger, broker: Broker, fates: pd.DataFrame) -> pd.Series:
     counts = np.array(ledger.counts, dtype=np.int64).reshape(len(ledger.counts), -1).sum(axis=0) \
         if ledger.counts else np.zeros(len(FATE_INDEX) + 2, dtype=np.int64)
-    fates = {f: int(counts[i]) for f, i in FATE_INDEX.items()}
+    by_fate = {f: int(counts[i]) for f, i in FATE_INDEX.items()}
     routed = int(counts[len(FATE_INDEX)])
-    lost = sum(fates[c] for c in LOSS_CAUSES)
+    lost = sum(by_fate[c] for c in LOSS_CAUSES)
+    departed = sum(by_fate[f] for f in DEPARTED_FATES)
+    returning = routed - departed
     data: dict[str, float] = {
         "published": ledger.published,
         "routed": routed,
-        "delivered": fates["delivered"],
+        "delivered": by_fate["delivered"],
         "duplicates": int(counts[len(FATE_INDEX) + 1]),
         "lost": lost,
-        **{f"lost_{c}": fates[c] for c in LOSS_CAUSES},
-        "pending": fates["pending"],
-        "stranded": fates["stranded"],
-        "loss_ratio": lost / routed if routed else math.nan,
+        **{f"lost_{c}": by_fate[c] for c in LOSS_CAUSES},
+        "pending": by_fate["pending"],
+        "departed_pairs": departed,
+        **{f: by_fate[f] for f in DEPARTED_FATES},
+        "loss_ratio": lost / returning if returning else math.nan,
+        **consumer_loss_spread(fates),
         **ledger.memory_stats(scenario.horizon),
         "sessions_expired": ledger.counters["sessions_expired"],
         "sessions_discarded": ledger.counters["sessions_discarded"],
@@ -127,4 +132,50 @@ def _summary(scenario: Scenario, seed: int, ledger: Ledger, broker: Broker) -> p
         "horizon": scenario.horizon,
         "seed": int(seed),
     }
+    if list(data) != list(SUMMARY_FIELDS):  # one list of fields: catches a field added in one place only
+        raise AssertionError(f"summary fields differ from SUMMARY_FIELDS: {sorted(set(data) ^ set(SUMMARY_FIELDS))}")
     return pd.Series(data, name=scenario.name)
+
+
+#: Percentiles of per-consumer loss ratio reported in the summary.
+SPREAD_PERCENTILES = (50, 90, 99)
+
+_RATIO = (0.0, 1.0)
+_COUNT = (0.0, math.inf)
+#: Every field of ``Result.summary``, in order, with the range of values it can take (used by
+#: :func:`sim.summarize` to keep confidence intervals inside what the metric can be).
+SUMMARY_FIELDS: dict[str, tuple[float, float]] = {
+    "published": _COUNT, "routed": _COUNT, "delivered": _COUNT, "duplicates": _COUNT, "lost": _COUNT,
+    **{f"lost_{c}": _COUNT for c in LOSS_CAUSES},
+    "pending": _COUNT, "departed_pairs": _COUNT, **{f: _COUNT for f in DEPARTED_FATES},
+    "loss_ratio": _RATIO, "consumers_counted": _COUNT, "consumers_with_loss_fraction": _RATIO,
+    **{f"consumer_loss_ratio_p{p}": _RATIO for p in SPREAD_PERCENTILES},
+    **{k: _COUNT for k in ("memory_peak_bytes", "memory_mean_bytes", "memory_final_bytes", "memory_byte_seconds",
+                           "memory_mean_connected_bytes", "memory_mean_offline_bytes", "memory_mean_stranded_bytes",
+                           "memory_mean_store_bytes", "queued_messages_mean", "queued_messages_peak",
+                           "sessions_expired", "sessions_discarded", "sessions_ended", "sessions_final", "connects",
+                           "disconnects", "departures", "protocol_errors", "horizon", "seed")},
+}
+
+
+def consumer_loss_spread(fates: pd.DataFrame) -> dict[str, float]:
+    """How loss is spread over the consumers, from :attr:`Result.fates`.
+
+    Counted over every consumer with at least one pair in the loss ratio's denominator
+    (``routed - departed_pairs > 0``): consumers present at the horizon, and departed ones
+    for the traffic routed while they still came back. Returns ``consumers_counted``,
+    ``consumers_with_loss_fraction`` (share that lost at least one message) and
+    ``consumer_loss_ratio_p50``/``_p90``/``_p99`` (percentiles of the per-consumer
+    ``loss_ratio``, linear interpolation between order statistics as ``numpy.percentile``).
+    NaN where no consumer counts.
+    """
+    ratio = fates["loss_ratio"].to_numpy(dtype=float) if len(fates) else np.zeros(0)
+    counted = ~np.isnan(ratio)
+    n = int(counted.sum())
+    out: dict[str, float] = {"consumers_counted": n}
+    lost = fates["lost"].to_numpy()[counted] if n else np.zeros(0)
+    out["consumers_with_loss_fraction"] = float((lost > 0).mean()) if n else math.nan
+    pct = np.percentile(ratio[counted], SPREAD_PERCENTILES) if n else [math.nan] * len(SPREAD_PERCENTILES)
+    for p, v in zip(SPREAD_PERCENTILES, pct):
+        out[f"consumer_loss_ratio_p{p}"] = float(v)
+    return out

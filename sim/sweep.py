@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -19,13 +20,16 @@ import numpy as np
 import pandas as pd
 
 from .config import Scenario
-from .protocol import LOSS_CAUSES
+from .protocol import DEPARTED_FATES, LOSS_CAUSES
 from .run import run
 from .units import ScenarioError
 
 #: Summary columns :func:`summarize` gives intervals for by default.
 DEFAULT_METRICS = ("loss_ratio", "lost", "routed", "delivered", "duplicates", "memory_peak_bytes",
-                   "memory_mean_bytes", "memory_final_bytes") + tuple(f"lost_{c}" for c in LOSS_CAUSES)
+                   "memory_mean_bytes", "memory_final_bytes", "memory_mean_stranded_bytes",
+                   "consumers_with_loss_fraction", "consumer_loss_ratio_p50", "consumer_loss_ratio_p90",
+                   "consumer_loss_ratio_p99") + tuple(f"lost_{c}" for c in LOSS_CAUSES) + (
+                   "departed_pairs",) + DEPARTED_FATES
 
 
 def replication_seeds(seed: int, replications: int) -> list[int]:
@@ -138,23 +142,33 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="runs", unit="run")
 
 
+#: Columns of a sweep's runs frame that describe the run, not its policy or its results.
+BOOKKEEPING = ("replication", "run_seed", "wall_seconds")
+
+
 def summarize(df: pd.DataFrame, by: Sequence[str] | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
               confidence: float = 0.95) -> pd.DataFrame:
-    """Mean and t-interval over replications per grid point: ``<metric>``, ``_ci_low``, ``_ci_high``.
+    """Mean and confidence interval over replications per grid point: ``<metric>``,
+    ``<metric>_ci_low``, ``<metric>_ci_high``, and ``n``.
 
-    ``by`` defaults to every column that is neither a summary metric nor run bookkeeping.
-    Intervals use scipy.stats.t with n-1 degrees of freedom; with one replication, or no
-    variation, the interval is the mean itself.
+    ``by`` defaults to the grid columns: every column that is neither a summary field
+    (:data:`sim.run.SUMMARY_FIELDS`) nor run bookkeeping (replication, run_seed,
+    wall_seconds). Pass ``by`` explicitly when the frame has extra columns of your own.
+
+    Intervals are Student t intervals (scipy.stats.t, n-1 degrees of freedom) truncated to
+    the range the metric can take (:data:`sim.run.SUMMARY_FIELDS`: ratios in [0, 1], counts
+    and bytes >= 0). Truncation only removes values the metric cannot have, so it keeps the
+    t-interval's coverage; it does not cure the t-interval's optimism for skewed metrics with
+    few replications (a loss ratio near 0 with n = 5): use more replications there. With one
+    replication, or no variation, the interval is the mean itself.
     """
-    from scipy import stats
+    from .run import SUMMARY_FIELDS
 
     if by is None:
-        bookkeeping = {"replication", "run_seed", "wall_seconds", "seed", "horizon"}
-        numeric_summary = set(DEFAULT_METRICS) | {c for c in df.columns if c.startswith(("lost_", "memory_", "sessions_",
-                                                                                         "queued_"))}
-        numeric_summary |= {"published", "pending", "stranded", "connects", "disconnects", "departures",
-                            "protocol_errors"}
-        by = [c for c in df.columns if c not in bookkeeping and c not in numeric_summary]
+        by = [c for c in df.columns if c not in SUMMARY_FIELDS and c not in BOOKKEEPING]
+    missing = [m for m in metrics if m not in df.columns]
+    if missing:
+        raise KeyError(f"metrics: {missing} are not columns of the runs frame")
     out = []
     groups = df.groupby(list(by), sort=False, dropna=False) if by else [((), df)]
     for key, g in groups:
@@ -163,9 +177,23 @@ def summarize(df: pd.DataFrame, by: Sequence[str] | None = None, metrics: Sequen
         row["n"] = len(g)
         for m in metrics:
             x = g[m].astype(float).to_numpy()
-            mean = float(np.mean(x))
-            sem = float(stats.sem(x)) if len(x) > 1 else 0.0
-            lo, hi = (stats.t.interval(confidence, len(x) - 1, loc=mean, scale=sem) if sem > 0 else (mean, mean))
-            row[m], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = mean, float(lo), float(hi)
+            lower, upper = SUMMARY_FIELDS.get(m, (-np.inf, np.inf))
+            row[m], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = t_interval(x, confidence, lower, upper)
         out.append(row)
     return pd.DataFrame(out)
+
+
+def t_interval(x: np.ndarray, confidence: float = 0.95, lower: float = -np.inf,
+               upper: float = np.inf) -> tuple[float, float, float]:
+    """(mean, low, high): the Student t interval for the mean of ``x``, truncated to
+    [``lower``, ``upper``]. NaN values are left out; all NaN gives NaN."""
+    from scipy import stats
+
+    x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(np.mean(x))
+    sem = float(stats.sem(x)) if len(x) > 1 else 0.0
+    lo, hi = stats.t.interval(confidence, len(x) - 1, loc=mean, scale=sem) if sem > 0 else (mean, mean)
+    return mean, float(min(max(lo, lower), upper)), float(max(min(hi, upper), lower))

@@ -212,9 +212,13 @@ HORIZON = 1000 * (U_MEAN + D_MEAN)  # 50,000 s: 1,000 cycles per consumer, 8,000
 EXPIRIES = [0, 20, 60, UINT_MAX]  # 0, = D, 3 D, never
 
 
-def _scenario(E, down=None, up=None, consumers=CONSUMERS, horizon=HORIZON):
+def _scenario(E, down=None, up=None, consumers=CONSUMERS, horizon=HORIZON, leave=0.0):
     import sim
 
+    outages = {"up": up or {"distribution": "exponential", "mean": U_MEAN},
+               "down": down or {"distribution": "exponential", "mean": D_MEAN}}
+    if leave:
+        outages.update({"leave probability": leave, "replace departed": True})
     return sim.load_scenario({
         "name": f"analytic-E{E}",
         "horizon": horizon,
@@ -224,10 +228,7 @@ def _scenario(E, down=None, up=None, consumers=CONSUMERS, horizon=HORIZON):
             "session expiry interval": E,
             "clean start": False,
             "qos": 1,
-            "outages": {
-                "up": up or {"distribution": "exponential", "mean": U_MEAN},
-                "down": down or {"distribution": "exponential", "mean": D_MEAN},
-            },
+            "outages": outages,
         },
         "mqttPublisher": {"clients": 1, "qos": 1, "rate": LAM},
     })
@@ -240,17 +241,19 @@ def _replicate(scn, consumers=CONSUMERS, replications=REPLICATIONS):
     for seed in range(replications):
         res = sim.run(scn, seed=seed, record_messages=False, record_events=False)
         s, m = res.summary, res.memory
-        routed = float(s["routed"])
+        routed = float(s["routed"] - s["departed_pairs"])  # pairs of consumers that come back
         # time-average number of consumer sessions: the publisher's (it never disconnects)
         # are those present at t = 0 beyond the consumers, all connected then.
         held = np.diff(np.append(m["time"].to_numpy(), scn.horizon))
         publisher_sessions = int(m["sessions"].iloc[0]) - consumers
+        departed = float(s["departed_pairs"]) / float(s["routed"])
         rows.append({
             "loss_ratio": float(s["loss_ratio"]),
             "session_expired": s["lost_session_expired"] / routed,
             "no_session": s["lost_no_session"] / routed,
             "other_lost": (s["lost"] - s["lost_session_expired"] - s["lost_no_session"]) / routed,
             "pending": s["pending"] / routed,
+            "departed": departed,
             "queued": s["queued_messages_mean"] / consumers,
             "sessions": ((m["sessions"].to_numpy() * held).sum() / scn.horizon - publisher_sessions) / consumers,
         })
@@ -316,3 +319,32 @@ def test_simulation_matches_general_form_lognormal():
     _assert_inside("lost_no_session/routed", r["no_session"], want["no_session"])
     _assert_inside("queued_messages_mean per consumer", r["queued"], analytic.mean_queued_general(up, down, E, LAM))
     _assert_inside("time-average sessions per consumer", r["sessions"], analytic.mean_sessions_general(up, down, E))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("E", [0, 20, UINT_MAX], ids=["E0", "E=D", "E=UINT_MAX"])
+def test_simulation_matches_closed_form_with_departures(E):
+    """10 % of disconnects are for good, each client replaced at once: traffic to the
+    departed clients is reported apart, and the loss of the consumers that come back
+    matches ``(1-p) E[X 1{X>E}] / (U + (1-p) D)`` (analytic.loss_by_cause)."""
+    p = 0.1
+    # UINT_MAX keeps every departed client's session, and its whole queue, to the horizon (no
+    # queue limit): a shorter horizon keeps that run cheap; its loss is exactly 0 anyway.
+    r = _replicate(_scenario(E, leave=p, horizon=HORIZON if E != UINT_MAX else HORIZON / 50))
+    want = analytic.loss_by_cause(U_MEAN, D_MEAN, E, leave_probability=p)
+    assert np.all(r["other_lost"] == 0)
+    if E == 0:
+        assert np.all(r["departed"] == 0)  # the session ends at the last close: nothing is routed to it after
+    else:
+        assert np.all(r["departed"] > 0)
+    if E == UINT_MAX:
+        assert np.all(r["loss_ratio"] == 0.0)  # departed traffic is not loss: nothing else can be lost
+    else:
+        _assert_inside("loss_ratio", r["loss_ratio"], want["lost"])
+        _assert_inside("lost_no_session/returning", r["no_session"], want["no_session"])
+        if E:
+            _assert_inside("lost_session_expired/returning", r["session_expired"], want["session_expired"])
+    # and it differs from the no-departure value by more than the interval: the test can tell
+    if E == 20:
+        lo, hi = _t_interval(r["loss_ratio"])
+        assert not lo <= analytic.loss_ratio(U_MEAN, D_MEAN, E) <= hi

@@ -18,6 +18,7 @@ Conventions used throughout (unless a test overrides them):
 from __future__ import annotations
 
 import atexit
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -745,7 +746,7 @@ def test_receive_maximum_one_serialises_inflight():
     assert fate_at(res, 10) == 11 and fate_at(res, 10.5) == 13
 
 
-# ================================================================ pending, stranded, departure
+# ================================================================ pending, departure (departed fates)
 
 @register("pending_queued")
 def scn_pending():
@@ -795,13 +796,15 @@ def scn_leave(sei):
 
 def test_leave_for_good_uint_max_strands_messages():
     res = run(scn_leave("uint_max"))
-    assert rows(res) == [(5, "delivered", 0), (20, "stranded", 0), (50, "stranded", 0)]
+    assert rows(res) == [(5, "delivered", 0), (20, "departed_held", 0), (50, "departed_held", 0)]
     assert fate_at(res, 20) == 100
     assert times(res, "departed") == [10]
     f = fates_row(res)
-    assert bool(f["departed"]) and f["stranded"] == 2 and f["routed"] == 3
+    assert bool(f["departed"]) and f["departed_held"] == 2 and f["departed_pairs"] == 2 and f["routed"] == 3
     s = res.summary
-    assert (s["stranded"], s["departures"], s["lost"]) == (2, 1, 0)
+    assert (s["departed_held"], s["departed_pairs"], s["departures"], s["lost"]) == (2, 2, 1, 0)
+    # traffic to the departed device is not loss: 1 pair counts, and it was delivered
+    assert s["loss_ratio"] == 0 and f["loss_ratio"] == 0
     # the stranded session keeps its queue: session + 2 entries; shared bodies in the store
     assert mem_at(res, 60, "stranded_bytes") == SESSION + 2 * ENTRY_OVH
     assert mem_at(res, 60, "store_bytes") == 2 * MSG
@@ -809,10 +812,12 @@ def test_leave_for_good_uint_max_strands_messages():
 
 
 def test_leave_for_good_finite_expiry():
-    """SEI 30, left at 10: the session dies at 40 with 20 in it; at 50 the departed client
-    has no session and is no longer a matching consumer: no pair at all."""
+    """SEI 30, left at 10: the session dies at 40 with 20 in it (traffic to a departed
+    device, not loss); at 50 the departed client has no session and is no longer a matching
+    consumer: no pair at all."""
     res = run(scn_leave(30))
-    assert rows(res) == [(5, "delivered", 0), (20, "session_expired", 0)]
+    assert rows(res) == [(5, "delivered", 0), (20, "departed_expired", 0)]
+    assert res.summary["lost"] == 0 and res.summary["departed_expired"] == 1
     assert fate_at(res, 20) == 40
     assert times(res, "session_expired") == [40]
     assert fates_row(res)["routed"] == 2
@@ -1136,12 +1141,13 @@ def scn_replace_finite():
 
 def test_replacement_while_departed_session_still_exists():
     """The departed c-0 keeps a matching session until 40: 20 is routed to it too (and dies
-    with it); 50 reaches only the replacement."""
+    with it: traffic to a departed device, not loss); 50 reaches only the replacement."""
     res = run(scn_replace_finite())
     joined = res.events[res.events["event"] == "joined"]
     new = joined["client_id"].iloc[0]
     assert new == "c-1"
-    assert rows(res, "c-0") == [(5, "delivered", 0), (20, "session_expired", 0)]
+    assert rows(res, "c-0") == [(5, "delivered", 0), (20, "departed_expired", 0)]
+    assert res.summary["lost"] == 0 and res.summary["loss_ratio"] == 0
     assert rows(res, new) == [(20, "delivered", 0), (50, "delivered", 0)]
     assert fate_at(res, 20, "c-0") == 40
     assert res.summary["routed"] == 4
@@ -1185,10 +1191,11 @@ def scn_departed_before_expiry():
                     publisher([20]), horizon=100)
 
 
-def test_departed_session_alive_at_horizon_is_stranded_not_pending():
+def test_departed_session_alive_at_horizon_is_departed_held_not_pending():
     res = run(scn_departed_before_expiry())
-    assert rows(res) == [(20, "stranded", 0)]
-    assert res.summary["pending"] == 0 and res.summary["stranded"] == 1
+    assert rows(res) == [(20, "departed_held", 0)]
+    assert res.summary["pending"] == 0 and res.summary["departed_held"] == 1
+    assert math.isnan(res.summary["loss_ratio"])  # no pair of a returning consumer
 
 
 @register("departed_in_flight")
@@ -1198,9 +1205,9 @@ def scn_departed_in_flight():
                     publisher([10]), horizon=30)
 
 
-def test_departed_with_message_in_flight_is_stranded():
+def test_departed_with_message_in_flight_is_departed_not_lost():
     res = run(scn_departed_in_flight())
-    assert rows(res) == [(10, "stranded", 0)]
+    assert rows(res) == [(10, "departed_held", 0)]
 
 
 @register("window_expiry_eager", check="eager")
@@ -1236,7 +1243,7 @@ def test_trace_from_csv_per_client(tmp_path):
     p.write_text("client,disconnect,reconnect\n0,10,20\n1,10,\n")
     res = run(scn_csv_trace(p))
     assert rows(res, "c-0") == [(15, "delivered", 0), (25, "delivered", 0)]
-    assert rows(res, "c-1") == [(15, "stranded", 0), (25, "stranded", 0)]
+    assert rows(res, "c-1") == [(15, "departed_held", 0), (25, "departed_held", 0)]
     assert connects(res, "c-0")[-1] == (20, False, True)
     assert times(res, "departed", "c-1") == [10]
     check_conservation(res)
@@ -1356,7 +1363,8 @@ def test_rule8_expired_message_fate_same_eager_or_lazy(case, check):
     clean start, the horizon for a departed or returning client), its fate is
     message_expired under both checks; lazy only delays when the broker notices."""
     res = run(scn_lazy_end(case, check))
-    assert rows(res) == [(11, "message_expired", 0)]
+    # for the client that left for good it is traffic to a departed device, not loss
+    assert rows(res) == [(11, "departed_message_expired" if case == "stranded" else "message_expired", 0)]
     if check == "eager":
         assert fate_at(res, 11) == 13
     else:
@@ -1427,22 +1435,24 @@ def test_session_expiring_at_the_horizon_is_not_simulated():
 def check_conservation(res):
     f = res.fates
     lost_cols = [f"lost_{c}" for c in sim.LOSS_CAUSES]
-    assert (f["routed"] == f["delivered"] + f["lost"] + f["pending"] + f["stranded"]).all()
+    departed_cols = list(sim.DEPARTED_FATES)
+    assert (f["routed"] == f["delivered"] + f["lost"] + f["pending"] + f["departed_pairs"]).all()
     assert (f["lost"] == f[lost_cols].sum(axis=1)).all()
+    assert (f["departed_pairs"] == f[departed_cols].sum(axis=1)).all()
     s = res.summary
-    assert s["routed"] == s["delivered"] + s["lost"] + s["pending"] + s["stranded"]
-    for col in ["routed", "delivered", "lost", "pending", "stranded", "duplicates", *lost_cols]:
+    assert s["routed"] == s["delivered"] + s["lost"] + s["pending"] + s["departed_pairs"]
+    for col in ["routed", "delivered", "lost", "pending", "departed_pairs", "duplicates", *lost_cols, *departed_cols]:
         assert s[col] == f[col].sum(), col
     m = res.messages
     assert len(m) == s["routed"]
     assert int(m["duplicates"].sum()) == s["duplicates"]
     counts = m.groupby(["consumer", "fate"]).size()
     for r in f.itertuples():
-        for fate in ["delivered", "pending", "stranded", *sim.LOSS_CAUSES]:
-            col = fate if fate in ("delivered", "pending", "stranded") else f"lost_{fate}"
+        for fate in sim.FATES:
+            col = f"lost_{fate}" if fate in sim.LOSS_CAUSES else fate
             assert counts.get((r.client_id, fate), 0) == getattr(r, col), (r.client_id, fate)
-    if s["routed"]:
-        assert s["loss_ratio"] == pytest.approx(s["lost"] / s["routed"])
+    if s["routed"] > s["departed_pairs"]:
+        assert s["loss_ratio"] == pytest.approx(s["lost"] / (s["routed"] - s["departed_pairs"]))
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
