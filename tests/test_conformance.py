@@ -264,7 +264,10 @@ def test_model_matches_hand_derived_expectation(name):
 @pytest.mark.parametrize("name", params())
 def test_model_and_mosquitto_agree(conformance_results, name):
     r = conformance_results[name]
-    assert r.run.max_lateness < 0.25, f"driver ran actions up to {r.run.max_lateness:.3f} s late: timing not trustworthy"
+    # a late run was repeated (fresh broker, then twice the time scale); only a run that stayed late fails here
+    assert r.lateness < cf.LATENESS_LIMIT, (
+        f"driver ran actions up to {r.lateness:.3f} scenario s late in every attempt {r.attempts}: "
+        "timing not trustworthy")
     assert all(c.reason_code == 0 for c in r.run.connects), r.run.connects
     assert r.differences == [], (
         f"{name}: model and Mosquitto disagree:\n  " + "\n  ".join(r.differences)
@@ -325,3 +328,30 @@ def test_outcome_shapes_agree_on_a_toy_run():
     assert cf.compare(model, cf.observed_outcome(obs, scn)) == []
     obs.receipts.append(cf.Receipt("c-0", 3, 5, "p-0", "t/0", 1, True, 5))
     assert any("duplicates" in d for d in cf.compare(model, cf.observed_outcome(obs, scn)))
+
+
+def test_a_late_run_is_repeated_and_only_lateness_is(monkeypatch):
+    """The driver's lateness is not the broker's fault: run_conformance repeats a late run
+    on a fresh broker (the last time at twice the time scale) and keeps the last result."""
+    scn = CASES["expiry_shorter_than_outage"][0]
+    started, scales = [], []
+
+    class FakeBroker:
+        host, port = "127.0.0.1", 1
+
+    def fake_run(scenario, broker, *, time_scale=1.0, **kw):
+        scales.append(time_scale)
+        obs = cf.ObservedRun(scenario=scenario.name, time_scale=time_scale)
+        obs.lateness = [0.6] if len(scales) < 3 else [0.1]
+        return obs
+
+    monkeypatch.setattr(cf, "run_on_mosquitto", fake_run)
+    r = cf.run_conformance(scn, lambda settings: started.append(settings) or FakeBroker())
+    assert scales == [1.0, 1.0, 2.0] and len(started) == 3
+    assert [a for _, a in r.attempts] == [0.6, 0.6, 0.1] and r.lateness == pytest.approx(0.05)
+    # on time at once: one run only
+    scales.clear()
+    monkeypatch.setattr(cf, "run_on_mosquitto", lambda s, b, *, time_scale=1.0, **kw: (
+        scales.append(time_scale), cf.ObservedRun(scenario=s.name))[1])
+    r = cf.run_conformance(scn, lambda settings: FakeBroker())
+    assert scales == [1.0] and len(r.attempts) == 1
