@@ -114,6 +114,7 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
     df = pd.DataFrame(rows)
     order = list(grid or {}) + ["replication"]
     df = df.sort_values(order, kind="stable", key=lambda s: s.map(str) if s.dtype == object else s).reset_index(drop=True)
+    df.attrs["grid"] = list(grid or {})
     if parquet:
         final.parent.mkdir(parents=True, exist_ok=True)
         df.to_parquet(final, index=False)
@@ -151,9 +152,10 @@ def summarize(df: pd.DataFrame, by: Sequence[str] | None = None, metrics: Sequen
     """Mean and confidence interval over replications per grid point: ``<metric>``,
     ``<metric>_ci_low``, ``<metric>_ci_high``, and ``n``.
 
-    ``by`` defaults to the grid columns: every column that is neither a summary field
-    (:data:`sim.run.SUMMARY_FIELDS`) nor run bookkeeping (replication, run_seed,
-    wall_seconds). Pass ``by`` explicitly when the frame has extra columns of your own.
+    ``by`` defaults to the grid keys (:func:`grid_columns`): those :func:`sweep` recorded in
+    ``df.attrs["grid"]``, or, for a runs frame read back from a file, the columns named by a
+    dotted field path (``mqttConsumer.session expiry interval``) and ``horizon``. Columns
+    you add yourself are not grouped by unless you name them in ``by``.
 
     Intervals are Student t intervals (scipy.stats.t, n-1 degrees of freedom) truncated to
     the range the metric can take (:data:`sim.run.SUMMARY_FIELDS`: ratios in [0, 1], counts
@@ -165,7 +167,7 @@ def summarize(df: pd.DataFrame, by: Sequence[str] | None = None, metrics: Sequen
     from .run import SUMMARY_FIELDS
 
     if by is None:
-        by = [c for c in df.columns if c not in SUMMARY_FIELDS and c not in BOOKKEEPING]
+        by = grid_columns(df)
     missing = [m for m in metrics if m not in df.columns]
     if missing:
         raise KeyError(f"metrics: {missing} are not columns of the runs frame")
@@ -181,6 +183,17 @@ def summarize(df: pd.DataFrame, by: Sequence[str] | None = None, metrics: Sequen
             row[m], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = t_interval(x, confidence, lower, upper)
         out.append(row)
     return pd.DataFrame(out)
+
+
+def grid_columns(df: pd.DataFrame) -> list[str]:
+    """The grid keys of a runs frame: ``df.attrs["grid"]`` as :func:`sweep` sets it, else the
+    columns with a dotted field path, plus ``horizon`` when it varies (a top-level scenario
+    key, in every summary, that is only a grid key when it takes several values)."""
+    grid = df.attrs.get("grid")
+    if grid is not None:
+        return [c for c in grid if c in df.columns]
+    return [c for c in df.columns if isinstance(c, str) and "." in c
+            or (c == "horizon" and df[c].nunique(dropna=False) > 1)]
 
 
 def t_interval(x: np.ndarray, confidence: float = 0.95, lower: float = -np.inf,

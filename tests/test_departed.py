@@ -211,12 +211,19 @@ def test_summarize_never_shows_a_loss_interval_outside_0_1():
     assert table["loss_ratio_ci_low"].iloc[0] == 0 and table["loss_ratio_ci_high"].iloc[1] == 1
 
 
-def test_summarize_groups_by_grid_columns_only():
-    """New summary fields (spread, departed) are metrics, not grid keys."""
+def test_summarize_groups_by_grid_columns_only(tmp_path):
+    """Summary fields are metrics, not grid keys; a column the user adds does not split the
+    groups (it did: 2 groups of n = 4 became 8 of n = 1); the same after a round trip to CSV."""
     scn = scenario(consumer(trace=[(10, None)]), publisher(AFTER))
-    runs = sim.sweep(scn, {"mqttConsumer.session expiry interval": [0, 5]}, replications=2, seed=1, progress=False)
-    table = sim.summarize(runs)
-    assert list(table["n"]) == [2, 2]
+    runs = sim.sweep(scn, {"mqttConsumer.session expiry interval": [0, 5]}, replications=4, seed=1, progress=False,
+                     out=tmp_path / "runs.csv")
+    assert list(sim.summarize(runs)["n"]) == [4, 4]
+    runs["my_score"] = np.arange(len(runs), dtype=float)
+    assert list(sim.summarize(runs)["n"]) == [4, 4]
+    back = pd.read_csv(tmp_path / "runs.csv")
+    back["my_score"] = 1.5 * np.arange(len(back))
+    table = sim.summarize(back)
+    assert list(table["n"]) == [4, 4] and list(table.columns[:2]) == ["mqttConsumer.session expiry interval", "n"]
 
 
 # ------------------------------------------------------------------ the demo's table
