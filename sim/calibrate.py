@@ -30,7 +30,7 @@ one sim consumer block do; filters unique to each subscription cost more (Mosqui
 topic-tree nodes per distinct filter level), which the model's formula has no term for: the
 full run measures that as a diagnostic and prints it. Every measurement is
 written to ``data/calibration/<broker>.csv``; ``--write`` puts the rounded constants into
-``data/profiles/<broker>.yaml``.
+the shipped profile ``sim/profiles/<broker>.yaml`` (of the checkout the package is imported from).
 """
 from __future__ import annotations
 
@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.calibrate", description=__doc__.split("\n\n")[0])
     ap.add_argument("broker", choices=["mosquitto"])
     ap.add_argument("--quick", action="store_true", help="fewer configurations, no repeats (~40 s)")
-    ap.add_argument("--write", action="store_true", help="write the fitted constants into data/profiles/<broker>.yaml")
+    ap.add_argument("--write", action="store_true", help="write the fitted constants into sim/profiles/<broker>.yaml")
     ap.add_argument("--csv", type=Path, default=None,
                     help="measurements file (default data/calibration/<broker>.csv; a --quick run without "
                          "--write leaves that file alone and writes to a temporary file)")
@@ -560,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v:.0f} B" for k, v in sorted(nz.items())))
     print(f"wrote {csv_path}  ({len(rows)} rows, {time.monotonic() - t0:.1f} s)")
     if a.write:
-        prof = ROOT / "data" / "profiles" / f"{a.broker}.yaml"
+        from .config import profile_path
+        prof = Path(str(profile_path(a.broker)))  # the package's own profile file (a checkout's sim/profiles/)
         write_profile(prof, f, mosquitto_version(), _dt.date.today().isoformat(), len(rows))
         print(f"wrote {prof}: " + ", ".join(f"{YAML_KEYS[k]} {v}" for k, v in f.rounded().items()))
     return 0

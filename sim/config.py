@@ -2,73 +2,51 @@
 
 Keys are accepted in the MQTT transport spelling (``session expiry interval``,
 ``mqttConsumer``), snake_case and camelCase; errors name fields in the transport spelling.
-Every value is validated here, before any simulation, and nothing is clamped: see
-docs/model.md for the keys, their defaults and allowed values.
+Every value is validated before any simulation, and nothing is clamped: see docs/model.md
+for the keys, their defaults and allowed values.
+
+The types validate themselves (:class:`sim.units.Checked`): each field names its parser,
+and ``__post_init__`` applies it, so ``sim.ConsumerBlock(qos=7)`` raises the same
+:class:`~sim.units.ScenarioError` as a scenario file with ``qos: 7``; parsed values are
+stored normalized (``session_expiry_interval="15s"`` -> ``15``). The loader only maps keys
+to fields. A type built directly names a bad field under its own key in the transport
+spelling: ``broker.<key>``, ``mqttConsumer.<key>`` / ``mqttPublisher.<key>`` (no block
+index), ``outages.<key>``; a :class:`Scenario` names its own keys bare (``horizon``) and
+whatever it builds from mappings by the full path (``mqttConsumer[1].qos``), as the loader does.
+
+Broker profiles and example scenarios ship inside the package (``sim/profiles/``,
+``sim/examples/``), read with :mod:`importlib.resources`.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
+import importlib.resources
 import re
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from . import protocol
-from .outages import Outages, parse_outages
-from .units import (ScenarioError, check_keys, as_mapping, subfield, display_key, normalize_key, parse_bool,
-                    parse_choice, parse_duration, parse_int, parse_interval, parse_rate)
+from .outages import Distribution, Outages, parse_outages
+from .units import (Checked, ScenarioError, as_mapping, base_dir, build, check_keys, display_key, in_folder,
+                    normalize_key, parse_bool, parse_choice, parse_duration, parse_int, parse_interval, parse_rate,
+                    spec, subfield)
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "data" / "profiles"
-
-
-# --------------------------------------------------------------------------- broker
-
-
-@dataclass(frozen=True)
-class BrokerConfig:
-    """Broker limits and memory constants (a profile from data/profiles/ plus overrides)."""
-
-    profile: str = "mosquitto"
-    max_queued_messages: int = 1000
-    max_queued_bytes: int = 0
-    queue_full_policy: str = "drop-new"
-    queue_bytes_check: str = "fits"
-    queue_limits_count_qos0: bool = True
-    queue_limits_count_inflight: bool = False
-    queue_qos0_messages: bool = False
-    max_session_expiry_interval: int = protocol.UINT_MAX
-    uint_max_never_expires: bool = True
-    message_expiry_check: str = "eager"
-    shared_message_store: bool = True
-    session_overhead_bytes: int = 0
-    subscription_overhead_bytes: int = 0
-    queue_entry_overhead_bytes: int = 0
-    message_overhead_bytes: int = 0
+PROFILES_DIR = importlib.resources.files("sim") / "profiles"  #: broker profiles shipped with the package
+EXAMPLES_DIR = importlib.resources.files("sim") / "examples"  #: example scenarios shipped with the package
 
 
-_BROKER_KEYS = {f.name for f in fields(BrokerConfig)}
-_BROKER_PARSERS = {
-    "max_queued_messages": lambda v, f: parse_int(v, f, 0, what="0 = unlimited"),
-    "max_queued_bytes": lambda v, f: parse_int(v, f, 0, what="0 = unlimited"),
-    "queue_full_policy": lambda v, f: parse_choice(v, f, ("drop-new", "drop-oldest")),
-    "queue_bytes_check": lambda v, f: parse_choice(v, f, ("fits", "below")),
-    "queue_limits_count_qos0": parse_bool,
-    "queue_limits_count_inflight": parse_bool,
-    "queue_qos0_messages": parse_bool,
-    "max_session_expiry_interval": parse_interval,
-    "uint_max_never_expires": parse_bool,
-    "message_expiry_check": lambda v, f: parse_choice(v, f, ("eager", "lazy")),
-    "shared_message_store": parse_bool,
-    "session_overhead_bytes": lambda v, f: parse_int(v, f, 0),
-    "subscription_overhead_bytes": lambda v, f: parse_int(v, f, 0),
-    "queue_entry_overhead_bytes": lambda v, f: parse_int(v, f, 0),
-    "message_overhead_bytes": lambda v, f: parse_int(v, f, 0),
-}
+def _yaml_names(folder) -> list[str]:
+    return sorted(e.name[:-len(".yaml")] for e in folder.iterdir() if e.name.endswith(".yaml") and e.is_file())
 
 
-def profile_path(name: str) -> Path:
-    """Path of a named profile in data/profiles/, or of a profile file given by path."""
+def profile_path(name: str):
+    """The file of a named profile shipped in ``sim/profiles/``, or of a profile file given by
+    path (a :class:`~pathlib.Path`, or a resource with ``read_text()`` when the package is not
+    on a file system)."""
     p = Path(name)
     if p.suffix in (".yaml", ".yml"):
         return p
@@ -76,91 +54,126 @@ def profile_path(name: str) -> Path:
 
 
 def available_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    """Names of the broker profiles shipped with the package."""
+    return _yaml_names(PROFILES_DIR)
+
+
+def available_examples() -> list[str]:
+    """Names of the example scenarios shipped with the package (``transport_example``, ...)."""
+    return _yaml_names(EXAMPLES_DIR)
+
+
+_EXTRACTED = contextlib.ExitStack()
+atexit.register(_EXTRACTED.close)
+
+
+def example_path(name: str) -> Path:
+    """The file of a shipped example scenario: ``example_path("transport_example")`` (a
+    trailing ``.yaml`` is allowed); load it with :func:`load_scenario`. When the package is
+    not on a file system (a zip), the example is extracted to a temporary file that lives
+    as long as the process."""
+    stem = name[:-len(".yaml")] if name.endswith(".yaml") else name
+    known = available_examples()
+    if stem not in known:
+        raise ScenarioError("example", name, f"is not a shipped example: use one of {', '.join(known)}")
+    resource = EXAMPLES_DIR / f"{stem}.yaml"
+    if isinstance(resource, Path):
+        return resource
+    return _EXTRACTED.enter_context(importlib.resources.as_file(resource))
+
+
+# --------------------------------------------------------------------------- broker
+
+
+def _parse_profile(value: object, field: str) -> str:
+    """A shipped profile's name (kept as given) or a .yaml path (stored absolute; a relative
+    path is resolved against the scenario file's folder)."""
+    if not isinstance(value, str):
+        raise ScenarioError(field, value, f"must be a profile name ({', '.join(available_profiles())}) or a .yaml path")
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml"):
+        folder = base_dir()
+        if not path.is_absolute() and folder is not None:  # a profile file given by path: relative to the scenario file's folder
+            path = folder / path
+        if path.is_file():
+            return str(path.resolve())
+    elif profile_path(value).is_file():
+        return value
+    raise ScenarioError(field, value, f"is not a known profile: use one of {', '.join(available_profiles())} or a .yaml path")
+
+
+def _setting(parse, neutral: Any) -> Any:
+    """A broker setting: None (the default) takes the profile's value, or ``neutral`` when the
+    profile does not set it."""
+    return spec(parse, None, neutral=neutral)
+
+
+def _count(what: str = ""):
+    return lambda v, f: parse_int(v, f, 0, what=what)
+
+
+def _choice(*choices: str):
+    return lambda v, f: parse_choice(v, f, choices)
+
+
+@dataclass(frozen=True)
+class BrokerConfig(Checked):
+    """Broker limits and memory constants: a profile (shipped in ``sim/profiles/``, or a
+    .yaml path) plus overrides.
+
+    A setting left None (the default) takes the profile's value, or the engine's neutral
+    default when the profile does not set it; so ``BrokerConfig()`` is the ``mosquitto``
+    profile and ``BrokerConfig(profile="emqx", max_queued_messages=5)`` is EMQX with one
+    override, exactly as ``broker: {profile: emqx, max queued messages: 5}`` loads. Bad values
+    raise :class:`~sim.units.ScenarioError` naming ``broker.<key>`` (transport spelling), or
+    ``profile <name>.settings.<key>`` for a bad value in the profile file.
+    """
+
+    KEY = "broker"
+    profile: str = spec(_parse_profile, "mosquitto")
+    max_queued_messages: int = _setting(_count("0 = unlimited"), 1000)
+    max_queued_bytes: int = _setting(_count("0 = unlimited"), 0)
+    queue_full_policy: str = _setting(_choice("drop-new", "drop-oldest"), "drop-new")
+    queue_bytes_check: str = _setting(_choice("fits", "below"), "fits")
+    queue_limits_count_qos0: bool = _setting(parse_bool, True)
+    queue_limits_count_inflight: bool = _setting(parse_bool, False)
+    queue_qos0_messages: bool = _setting(parse_bool, False)
+    max_session_expiry_interval: int = _setting(parse_interval, protocol.UINT_MAX)
+    uint_max_never_expires: bool = _setting(parse_bool, True)
+    message_expiry_check: str = _setting(_choice("eager", "lazy"), "eager")
+    shared_message_store: bool = _setting(parse_bool, True)
+    session_overhead_bytes: int = _setting(_count(), 0)
+    subscription_overhead_bytes: int = _setting(_count(), 0)
+    queue_entry_overhead_bytes: int = _setting(_count(), 0)
+    message_overhead_bytes: int = _setting(_count(), 0)
+
+    def _check(self, where: str, raw: dict[str, Any]) -> None:
+        settings = _profile_settings(self.profile)
+        for key, f in type(self).keys().items():
+            if getattr(self, f.name) is not None:
+                continue
+            if key in settings:
+                value = f.metadata["parse"](settings[key], f"profile {self.profile}.settings.{display_key(key)}")
+            else:
+                value = f.metadata["neutral"]
+            object.__setattr__(self, f.name, value)
+
+
+def _profile_settings(profile: str) -> dict[str, Any]:
+    """The ``settings`` mapping of a profile file (keys normalized and checked, values as written)."""
+    prof = as_mapping(yaml.safe_load(profile_path(profile).read_text()), f"profile {profile}")
+    settings = as_mapping(prof.get("settings", {}), f"profile {profile}.settings")
+    check_keys(settings, set(BrokerConfig.keys()) - {"profile"}, f"profile {profile}.settings")
+    return settings
 
 
 def parse_broker(value: object, field: str = "broker", base_dir: Path | None = None) -> BrokerConfig:
-    d = as_mapping(value, field)
-    check_keys(d, _BROKER_KEYS, field)
-    profile = d.get("profile", "mosquitto")
-    if not isinstance(profile, str):
-        raise ScenarioError(subfield(field, "profile"), profile, f"must be a profile name ({', '.join(available_profiles())}) or a .yaml path")
-    path = profile_path(profile)
-    if not path.is_absolute() and base_dir is not None and path.suffix in (".yaml", ".yml"):
-        path = base_dir / path  # a profile file given by path: relative to the scenario file's folder
-    if not path.is_file():
-        raise ScenarioError(subfield(field, "profile"), profile, f"is not a known profile: use one of {', '.join(available_profiles())} or a .yaml path")
-    prof = as_mapping(yaml.safe_load(path.read_text()), f"profile {profile}")
-    settings = as_mapping(prof.get("settings", {}), f"profile {profile}.settings")
-    check_keys(settings, _BROKER_KEYS - {"profile"}, f"profile {profile}.settings")
-    merged = {**settings, **{k: v for k, v in d.items() if k != "profile"}}
-    kwargs: dict[str, Any] = {"profile": profile}
-    for key, parse in _BROKER_PARSERS.items():
-        if key in merged:
-            where = subfield(field, key) if key in d else f"profile {profile}.settings.{display_key(key)}"
-            kwargs[key] = parse(merged[key], where)
-    return BrokerConfig(**kwargs)
+    """A :class:`BrokerConfig` from a ``broker`` mapping (null: the mosquitto profile)."""
+    with in_folder(base_dir) if base_dir is not None else contextlib.nullcontext():
+        return build(BrokerConfig, value, field)
 
 
 # --------------------------------------------------------------------------- clients
-
-
-@dataclass(frozen=True)
-class ConsumerBlock:
-    """``mqttConsumer``: clients that subscribe to one topic filter."""
-
-    clients: int = 1
-    client_id: str = "consumer"
-    session_expiry_interval: int = 0
-    clean_start: bool = True
-    qos: int = 0
-    topic_filter: str = "#"
-    receive_maximum: int = protocol.RECEIVE_MAXIMUM_MAX
-    network_latency: float = 0.0
-    outages: Outages = Outages()
-
-
-@dataclass(frozen=True)
-class PublisherBlock:
-    """``mqttPublisher``: clients that publish at a Poisson rate or on a schedule."""
-
-    clients: int = 1
-    client_id: str = "publisher"
-    session_expiry_interval: int = 0
-    clean_start: bool = True
-    qos: int = 0
-    topic: str = "sensors/{id}"
-    rate: float | None = None
-    schedule: tuple[float, ...] | None = None
-    payload_bytes: int = 100
-    message_expiry_interval: int | None = None
-    offline_buffer: int = 0
-    network_latency: float = 0.0
-    outages: Outages = Outages()
-
-    def topic_of(self, index: int) -> str:
-        """The topic name publisher ``index`` of this block publishes to."""
-        return self.topic.replace("{id}", str(index))
-
-
-_COMMON = {
-    "clients": lambda v, f: parse_int(v, f, 1),
-    "client_id": lambda v, f: _client_id(v, f),
-    "session_expiry_interval": parse_interval,
-    "clean_start": parse_bool,
-    "qos": lambda v, f: parse_int(v, f, 0, 2, "MQTT QoS 0, 1 or 2"),
-    "network_latency": lambda v, f: parse_duration(v, f, allow_zero=True),
-}
-_CONSUMER = {**_COMMON,
-             "topic_filter": lambda v, f: _topic(v, f, protocol.validate_topic_filter),
-             "receive_maximum": lambda v, f: parse_int(v, f, 1, protocol.RECEIVE_MAXIMUM_MAX, "MQTT Receive Maximum")}
-_PUBLISHER = {**_COMMON,
-              "topic": lambda v, f: _topic(v, f, protocol.validate_topic_name),
-              "rate": parse_rate,
-              "schedule": lambda v, f: _schedule(v, f),
-              "payload_bytes": lambda v, f: parse_int(v, f, 0, 268_435_455, "MQTT maximum packet size"),
-              "message_expiry_interval": lambda v, f: None if v is None else parse_interval(v, f),
-              "offline_buffer": lambda v, f: parse_int(v, f, 0, what="messages; 0 = none")}
 
 
 def _client_id(value: object, field: str) -> str:
@@ -188,71 +201,185 @@ def _schedule(value: object, field: str) -> tuple[float, ...]:
     return times
 
 
-def _parse_block(value: object, field: str, cls, parsers: dict, base_dir: Path | None):
-    d = as_mapping(value, field)
-    check_keys(d, set(parsers) | {"outages"}, field)
-    kw = {k: parsers[k](v, subfield(field, k)) for k, v in d.items() if k != "outages"}
-    clients = kw.get("clients", 1)
-    kw["outages"] = parse_outages(d.get("outages"), subfield(field, "outages"), clients, base_dir)
-    if cls is PublisherBlock:
-        has_rate, has_schedule = kw.get("rate") is not None, kw.get("schedule") is not None
-        if has_rate == has_schedule:
-            raise ScenarioError(subfield(field, "rate"), d.get("rate"), "give exactly one of 'rate' (Poisson) or 'schedule' (exact times)")
-    return cls(**kw)
+def _clients(v, f) -> int:
+    return parse_int(v, f, 1)
 
 
-def _blocks(value: object, field: str, cls, parsers: dict, base_dir: Path | None) -> tuple:
-    if value is None:
-        return ()
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise ScenarioError(field, value, "must be a block (mapping) or a non-empty list of blocks")
-        return tuple(_parse_block(v, f"{field}[{i}]", cls, parsers, base_dir) for i, v in enumerate(value))
-    return (_parse_block(value, field, cls, parsers, base_dir),)
+def _qos(v, f) -> int:
+    return parse_int(v, f, 0, 2, "MQTT QoS 0, 1 or 2")
+
+
+def _latency(v, f) -> float:
+    return parse_duration(v, f, allow_zero=True)
+
+
+def _topic_filter(v, f) -> str:
+    return _topic(v, f, protocol.validate_topic_filter)
+
+
+def _topic_name(v, f) -> str:
+    return _topic(v, f, protocol.validate_topic_name)
+
+
+def _receive_maximum(v, f) -> int:
+    return parse_int(v, f, 1, protocol.RECEIVE_MAXIMUM_MAX, "MQTT Receive Maximum")
+
+
+def _payload_bytes(v, f) -> int:
+    return parse_int(v, f, 0, 268_435_455, "MQTT maximum packet size")
+
+
+def _message_expiry(v, f) -> int | None:
+    return None if v is None else parse_interval(v, f)
+
+
+def _offline_buffer(v, f) -> int:
+    return parse_int(v, f, 0, what="messages; 0 = none")
+
+
+@dataclass(frozen=True)
+class ConsumerBlock(Checked):
+    """``mqttConsumer``: clients that subscribe to one topic filter.
+
+    Every field is validated on construction (bad values raise
+    :class:`~sim.units.ScenarioError` naming ``mqttConsumer.<key>`` in the transport spelling,
+    e.g. ``mqttConsumer.qos: 7 is out of range: ...``) and stored normalized
+    (``session_expiry_interval="15s"`` -> ``15``). ``outages`` may be an
+    :class:`~sim.outages.Outages` or its mapping; its trace is resolved for ``clients``.
+    """
+
+    KEY = "mqttConsumer"
+    clients: int = spec(_clients, 1)
+    client_id: str = spec(_client_id, "consumer")
+    session_expiry_interval: int = spec(parse_interval, 0)
+    clean_start: bool = spec(parse_bool, True)
+    qos: int = spec(_qos, 0)
+    topic_filter: str = spec(_topic_filter, "#")
+    receive_maximum: int = spec(_receive_maximum, protocol.RECEIVE_MAXIMUM_MAX)
+    network_latency: float = spec(_latency, 0.0)
+    outages: Outages = spec(parse_outages, Outages())
+
+    def _check(self, where: str, raw: dict[str, Any]) -> None:
+        object.__setattr__(self, "outages", self.outages.resolved(self.clients, subfield(where, "outages")))
+
+
+@dataclass(frozen=True)
+class PublisherBlock(Checked):
+    """``mqttPublisher``: clients that publish at a Poisson rate or on a schedule.
+
+    Give exactly one of ``rate`` (messages per second, or ``"10/m"``) and ``schedule`` (publish
+    times). Validated and normalized on construction like :class:`ConsumerBlock`; bad values
+    are named ``mqttPublisher.<key>``.
+    """
+
+    KEY = "mqttPublisher"
+    clients: int = spec(_clients, 1)
+    client_id: str = spec(_client_id, "publisher")
+    session_expiry_interval: int = spec(parse_interval, 0)
+    clean_start: bool = spec(parse_bool, True)
+    qos: int = spec(_qos, 0)
+    topic: str = spec(_topic_name, "sensors/{id}")
+    rate: float | None = spec(parse_rate, None)
+    schedule: tuple[float, ...] | None = spec(_schedule, None)
+    payload_bytes: int = spec(_payload_bytes, 100)
+    message_expiry_interval: int | None = spec(_message_expiry, None)
+    offline_buffer: int = spec(_offline_buffer, 0)
+    network_latency: float = spec(_latency, 0.0)
+    outages: Outages = spec(parse_outages, Outages())
+
+    def topic_of(self, index: int) -> str:
+        """The topic name publisher ``index`` of this block publishes to."""
+        return self.topic.replace("{id}", str(index))
+
+    def _check(self, where: str, raw: dict[str, Any]) -> None:
+        object.__setattr__(self, "outages", self.outages.resolved(self.clients, subfield(where, "outages")))
+        if (self.rate is None) == (self.schedule is None):
+            raise ScenarioError(subfield(where, "rate"), raw["rate"], "give exactly one of 'rate' (Poisson) or 'schedule' (exact times)")
+
+
+def _blocks(cls):
+    def parse(value: object, field: str) -> tuple:
+        """A tuple of blocks (empty: none), one block, or as in a scenario file a block
+        mapping or a non-empty list of blocks (``<field>[i]`` in errors)."""
+        if value is None or value == ():
+            return ()
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise ScenarioError(field, value, "must be a block (mapping) or a non-empty list of blocks")
+            return tuple(build(cls, v, f"{field}[{i}]") for i, v in enumerate(value))
+        return (build(cls, value, field),)
+    return parse
 
 
 # --------------------------------------------------------------------------- scenario
 
-_TOP_KEYS = {"name", "description", "horizon", "broker", "mqtt_consumer", "mqtt_publisher"}
+
+def _name(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ScenarioError(field, value, "must be a non-empty string")
+    return value
+
+
+def _description(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise ScenarioError(field, value, "must be a string")
+    return value
 
 
 @dataclass(frozen=True)
-class Scenario:
-    """A validated scenario. Build it with :func:`load_scenario` or :meth:`from_dict`."""
+class Scenario(Checked):
+    """A validated scenario. Load it with :func:`load_scenario` or :meth:`from_dict`, or build it:
 
-    name: str
-    horizon: float
-    broker: BrokerConfig
-    consumers: tuple[ConsumerBlock, ...]
-    publishers: tuple[PublisherBlock, ...]
-    description: str = ""
-    raw: Any = None  #: the normalized input dict (snake_case), kept for :meth:`updated`
-    base_dir: str | None = None
+    ``Scenario(name="s", horizon="1h", consumers=[ConsumerBlock(session_expiry_interval=15)],
+    publishers=[{"rate": "1/s"}])``. ``broker`` defaults to the mosquitto profile; blocks may
+    be given as instances or mappings. A bad value raises :class:`~sim.units.ScenarioError`
+    naming the field as the loader does (``horizon``, ``mqttConsumer[1].qos``).
+
+    ``raw`` is the input :meth:`from_dict` was given; it is None for a scenario built or
+    changed (``dataclasses.replace``) in Python, whose :meth:`to_dict` is derived from the
+    fields. ``raw`` and ``base_dir`` record how the scenario was written and take no part in
+    ``==``.
+    """
+
+    KEY = ""
+    name: str = spec(_name)
+    horizon: float = spec(parse_duration)
+    broker: BrokerConfig = spec(parse_broker, default_factory=BrokerConfig)
+    consumers: tuple[ConsumerBlock, ...] = spec(_blocks(ConsumerBlock), (), key="mqtt_consumer")
+    publishers: tuple[PublisherBlock, ...] = spec(_blocks(PublisherBlock), (), key="mqtt_publisher")
+    description: str = spec(_description, "")
+    raw: Any = field(default=None, compare=False, repr=False)  #: the normalized input of from_dict (snake_case), for to_dict/updated
+    base_dir: str | None = field(default=None, compare=False)  #: the folder relative paths were resolved against
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "raw", None)  # from_dict sets it once the scenario is built
+        if self.base_dir is not None:
+            object.__setattr__(self, "base_dir", str(self.base_dir))
+        with in_folder(self.base_dir):
+            super().__post_init__()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base_dir: str | Path | None = None) -> "Scenario":
         """Validate a scenario dict in any accepted spelling; raises :class:`ScenarioError`."""
         d = as_mapping(data, "")
-        check_keys(d, _TOP_KEYS, "")
-        name = d.get("name", "scenario")
-        if not isinstance(name, str) or not name:
-            raise ScenarioError("name", name, "must be a non-empty string")
+        check_keys(d, set(cls.keys()), "")
         if "horizon" not in d:
             raise ScenarioError("horizon", None, f"is missing: the simulated time span ({'e.g. 60s, 30d, 1y'}), > 0")
-        horizon = parse_duration(d["horizon"], "horizon")
         bdir = Path(base_dir) if base_dir is not None else None
-        consumers = _blocks(d.get("mqtt_consumer"), "mqttConsumer", ConsumerBlock, _CONSUMER, bdir)
-        publishers = _blocks(d.get("mqtt_publisher"), "mqttPublisher", PublisherBlock, _PUBLISHER, bdir)
-        description = d.get("description", "")
-        if not isinstance(description, str):
-            raise ScenarioError("description", description, "must be a string")
-        return cls(name=name, horizon=horizon, broker=parse_broker(d.get("broker"), base_dir=bdir), consumers=consumers,
-                   publishers=publishers, description=description, raw=_freeze(d),
-                   base_dir=str(bdir) if bdir else None)
+        scn = build(cls, {"name": "scenario", **d}, "", base_dir=str(bdir) if bdir else None)
+        object.__setattr__(scn, "raw", _freeze(d))
+        return scn
 
     def to_dict(self) -> dict[str, Any]:
-        """The scenario as given (snake_case keys), reloadable with :meth:`from_dict`."""
-        return _thaw(self.raw)
+        """The scenario as a dict (snake_case keys) that :meth:`from_dict` reloads to an equal scenario.
+
+        As given to :meth:`from_dict` when it was loaded; for a scenario built or changed in
+        Python, its name and horizon, the values that differ from the defaults, and the
+        broker settings that differ from its profile.
+        """
+        if self.raw is not None:
+            return _thaw(self.raw)
+        return _plain(self)
 
     def updated(self, changes: Mapping[str, Any]) -> "Scenario":
         """A new, re-validated scenario with dotted-path changes applied.
@@ -264,6 +391,37 @@ class Scenario:
         for path, value in changes.items():
             _set_path(d, str(path), value)
         return Scenario.from_dict(d, base_dir=self.base_dir)
+
+
+def _default(f) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+def _plain(value: Any) -> Any:
+    """A checked type as the plain data of a scenario file (snake_case keys; defaults left out)."""
+    if isinstance(value, Distribution):
+        return value.to_dict()
+    if isinstance(value, BrokerConfig):
+        profile = BrokerConfig(profile=value.profile)
+        return {"profile": value.profile, **{k: _plain(getattr(value, f.name)) for k, f in BrokerConfig.keys().items()
+                                             if getattr(value, f.name) != getattr(profile, f.name)}}
+    if isinstance(value, Checked):
+        out = {}
+        for key, f in type(value).keys().items():
+            v = getattr(value, f.name)
+            if key in ("mqtt_consumer", "mqtt_publisher"):
+                if v:
+                    out[key] = _plain(v[0]) if len(v) == 1 else [_plain(b) for b in v]
+            elif v != _default(f):
+                out[key] = _plain(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _set_path(d: dict, path: str, value: Any) -> None:

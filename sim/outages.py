@@ -3,19 +3,26 @@
 A client's connection alternates between *up* (connected) and *down* (no network). Each
 client draws from its own random stream (see :mod:`sim.run`), so the outage history of a
 client slot is the same whatever session policy is simulated: common random numbers.
+
+:class:`Distribution`, :class:`Backoff` and :class:`Outages` validate themselves when built
+(see :class:`sim.units.Checked`); built directly, they name a bad field ``outages.<key>``,
+``reconnect.<key>`` and, for a distribution (which can be ``up`` or ``down``), by its bare key
+(``distribution``, ``mean``, ``sigma``).
 """
 from __future__ import annotations
 
+import copy
 import csv
 import math
-from dataclasses import dataclass, fields
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from .units import (ScenarioError, check_keys, as_mapping, subfield, parse_bool, parse_choice, parse_duration,
-                    parse_interval, parse_int, parse_number)
+from .units import (Checked, ScenarioError, base_dir, build, in_folder, located, parse_bool, parse_choice, parse_duration,
+                    parse_interval, parse_int, parse_number, spec, subfield)
 
 DISTRIBUTIONS = {
     # kind: (duration parameters, shape parameters)
@@ -27,8 +34,31 @@ DISTRIBUTIONS = {
 }
 
 
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _param_key(key: object) -> str:
+    return str(key).strip().lower().replace(" ", "_")
+
+
+def _parse_kind(value: object, field: str) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in DISTRIBUTIONS:
+        raise ScenarioError(field, value, f"is not a known distribution: use one of {', '.join(DISTRIBUTIONS)}")
+    return value.strip().lower()
+
+
+def _parse_params(value: object, field: str) -> dict[str, Any]:
+    """The parameters as a dict (names normalized); their values are checked with the kind."""
+    if isinstance(value, Mapping):
+        return {_param_key(k): v for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        return {_param_key(k): v for k, v in value}
+    raise ScenarioError(field, value, "must be a mapping of parameter names to values, like {mean: 6h}")
+
+
 @dataclass(frozen=True)
-class Distribution:
+class Distribution(Checked):
     """A positive duration distribution, in seconds.
 
     - ``exponential(mean)``
@@ -36,10 +66,36 @@ class Distribution:
     - ``weibull(shape, scale)``
     - ``pareto(shape, scale)``: classical Pareto, support >= scale, P(X > x) = (scale/x)^shape
     - ``fixed(value)``
+
+    ``Distribution("lognormal", {"median": "2m", "sigma": 1.5})``: ``params`` may be a mapping
+    or (name, value) pairs, durations in any accepted spelling; they are stored as pairs in
+    seconds. Built directly, a bad value is named by its bare key (``distribution``, ``mean``).
     """
 
-    kind: str
-    params: tuple[tuple[str, float], ...]
+    KEY = ""
+    kind: str = spec(_parse_kind, key="distribution")
+    params: tuple[tuple[str, float], ...] = spec(_parse_params)
+
+    def _check(self, where: str, raw: dict[str, Any]) -> None:
+        kind, d = self.kind, dict(self.params)
+        durations, shapes = DISTRIBUTIONS[kind]
+        for key in d:
+            if key not in durations + shapes:
+                raise ScenarioError(_join(where, key), d[key], f"is not a parameter of {kind}: use {', '.join(durations + shapes)}")
+        params: list[tuple[str, float]] = []
+        given = [k for k in durations if k in d]
+        if kind == "lognormal":
+            if len(given) != 1:
+                raise ScenarioError(_join(where, "median"), d.get("median"), "lognormal needs exactly one of median or mean, and sigma")
+        elif not given:
+            raise ScenarioError(_join(where, durations[0]), None, f"is missing: {kind} needs {', '.join(durations + shapes)}")
+        for key in given:
+            params.append((key, parse_duration(d[key], _join(where, key))))
+        for key in shapes:
+            if key not in d:
+                raise ScenarioError(_join(where, key), None, f"is missing: {kind} needs {', '.join(given + list(shapes))}")
+            params.append((key, parse_number(d[key], _join(where, key), lo=0.0)))
+        object.__setattr__(self, "params", tuple(params))
 
     def p(self, name: str) -> float:
         return dict(self.params)[name]
@@ -100,32 +156,15 @@ class Distribution:
 
 
 def parse_distribution(value: object, field: str) -> Distribution:
-    """``{distribution: exponential, mean: 6h}`` and friends; see :class:`Distribution`."""
+    """``{distribution: exponential, mean: 6h}`` and friends (or a :class:`Distribution`)."""
+    if isinstance(value, Distribution):
+        return value
     if not isinstance(value, Mapping):
         raise ScenarioError(field, value, "must be a mapping like {distribution: exponential, mean: 6h}")
-    d = {str(k).strip().lower().replace(" ", "_"): v for k, v in value.items()}
+    d = {_param_key(k): v for k, v in value.items()}
     kind = d.pop("distribution", None)
-    if not isinstance(kind, str) or kind.strip().lower() not in DISTRIBUTIONS:
-        raise ScenarioError(f"{field}.distribution", kind, f"is not a known distribution: use one of {', '.join(DISTRIBUTIONS)}")
-    kind = kind.strip().lower()
-    durations, shapes = DISTRIBUTIONS[kind]
-    for key in d:
-        if key not in durations + shapes:
-            raise ScenarioError(f"{field}.{key}", d[key], f"is not a parameter of {kind}: use {', '.join(durations + shapes)}")
-    params: list[tuple[str, float]] = []
-    given = [k for k in durations if k in d]
-    if kind == "lognormal":
-        if len(given) != 1:
-            raise ScenarioError(f"{field}.median", d.get("median"), "lognormal needs exactly one of median or mean, and sigma")
-    elif not given:
-        raise ScenarioError(f"{field}.{durations[0]}", None, f"is missing: {kind} needs {', '.join(durations + shapes)}")
-    for key in given:
-        params.append((key, parse_duration(d[key], f"{field}.{key}")))
-    for key in shapes:
-        if key not in d:
-            raise ScenarioError(f"{field}.{key}", None, f"is missing: {kind} needs {', '.join(given + list(shapes))}")
-        params.append((key, parse_number(d[key], f"{field}.{key}", lo=0.0)))
-    return Distribution(kind, tuple(params))
+    with located(Distribution, field):
+        return Distribution(kind, d)
 
 
 class DrawBuffer:
@@ -222,41 +261,138 @@ def reconnect_time(outage_end: float, outage_start: float, backoff, rng: np.rand
 # --------------------------------------------------------------------------- outage settings
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential reconnect back-off with jitter: attempts at growing delays after the drop."""
+def _multiplier(value: object, field: str) -> float:
+    return parse_number(value, field, lo=1.0, lo_open=False)
 
-    initial_delay: float = 1.0
-    max_delay: float = 120.0
-    multiplier: float = 2.0
-    jitter: float = 0.0
+
+def _jitter(value: object, field: str) -> float:
+    return parse_number(value, field, lo=0.0, lo_open=False, hi=1.0, hi_open=True)
 
 
 @dataclass(frozen=True)
-class Outages:
-    """How a block's connections fail: distributions or a trace, and how clients reconnect."""
+class Backoff(Checked):
+    """Exponential reconnect back-off with jitter: attempts at growing delays after the drop.
 
-    up: Distribution | None = None
-    down: Distribution | None = None
-    leave_probability: float = 0.0
-    replace_departed: bool = False
-    trace: Any = None  #: raw trace: tuple of (disconnect, reconnect|None) pairs, or a CSV path
-    traces: tuple | None = None  #: resolved per-client traces (index = client slot): (disconnect, reconnect) pairs
-    trace_options: tuple | None = None  #: per slot, per pair: (disconnect kind | None, reconnect clean start | None)
-    first_connect: tuple | None = None  #: per slot: time of the first CONNECT when later than 0 (else None)
-    disconnect: str = "network"
-    disconnect_session_expiry_interval: int | None = None
-    reconnect_clean_start: bool | None = None
-    reconnect: Backoff | None = None
+    Durations in seconds (or ``"2s"``, ``"1m"``); ``max_delay >= initial_delay``,
+    ``multiplier >= 1``, ``0 <= jitter < 1``. Built directly, a bad field is named
+    ``reconnect.<key>`` (``reconnect.jitter``).
+    """
+
+    KEY = "reconnect"
+    initial_delay: float = spec(parse_duration, 1.0)
+    max_delay: float = spec(parse_duration, 120.0)
+    multiplier: float = spec(_multiplier, 2.0)
+    jitter: float = spec(_jitter, 0.0)
+
+    def _check(self, where: str, raw: dict[str, Any]) -> None:
+        if self.max_delay < self.initial_delay:
+            raise ScenarioError(subfield(where, "max_delay"), raw["max_delay"],
+                                f"must be >= initial delay ({self.initial_delay:g} s)")
+
+
+def parse_backoff(value: object, field: str) -> Backoff:
+    """``{initial delay: 1s, max delay: 2m, multiplier: 2, jitter: 0.5}`` (null or {}: the defaults)."""
+    return build(Backoff, value, field)
+
+
+def _probability(value: object, field: str) -> float:
+    return parse_number(value, field, lo=0.0, lo_open=False, hi=1.0)
+
+
+def _parse_trace(value: object, field: str) -> Any:
+    """A CSV path (resolved against the scenario's folder; stored absolute) or inline pairs
+    (stored as a tuple of pairs, a leading ``(None, t)`` first-connect pair included)."""
+    if isinstance(value, (str, Path)):
+        path = Path(value)
+        folder = base_dir()
+        if not path.is_absolute() and folder is not None:  # relative to the scenario file's folder
+            path = folder / path
+        if not path.is_file():
+            raise ScenarioError(field, str(path), "is not an existing CSV file (columns client,disconnect,reconnect)")
+        return str(path.resolve())
+    first, pairs = _parse_pairs(value, field)
+    return (((None, first),) if first is not None else ()) + pairs
+
+
+def _choice_disconnect(value: object, field: str) -> str:
+    return parse_choice(value, field, ("network", "clean"))
+
+
+@dataclass(frozen=True)
+class Outages(Checked):
+    """How a block's connections fail: distributions or a trace, and how clients reconnect.
+
+    Give ``up`` and ``down`` (each a :class:`Distribution` or its mapping), with an optional
+    ``leave_probability`` (None unless up/down are given; then 0.0 by default), or a ``trace``
+    (inline ``[[disconnect, reconnect], ...]`` pairs or a CSV path), or neither (never
+    disconnects). ``traces``, ``trace_options`` and ``first_connect`` are derived from the
+    trace for the block's number of clients when the block is built (:meth:`resolved`).
+    Built directly, a bad field is named ``outages.<key>`` (``outages.leave probability``).
+    """
+
+    KEY = "outages"
+    up: Distribution | None = spec(parse_distribution, None)
+    down: Distribution | None = spec(parse_distribution, None)
+    leave_probability: float | None = spec(_probability, None)
+    replace_departed: bool = spec(parse_bool, False)
+    trace: Any = spec(_parse_trace, None)  #: inline (disconnect, reconnect|None) pairs, or a CSV path
+    traces: tuple | None = field(default=None, init=False)  #: per client slot: (disconnect, reconnect) pairs
+    trace_options: tuple | None = field(default=None, init=False)  #: per slot, per pair: (disconnect kind | None, reconnect clean start | None)
+    first_connect: tuple | None = field(default=None, init=False)  #: per slot: time of the first CONNECT when later than 0 (else None)
+    disconnect: str = spec(_choice_disconnect, "network")
+    # sent only in a DISCONNECT packet: used by the outages whose disconnect is clean (the
+    # block's `disconnect`, or a trace CSV's per-outage disconnect_kind)
+    disconnect_session_expiry_interval: int | None = spec(parse_interval, None)
+    reconnect_clean_start: bool | None = spec(parse_bool, None)
+    reconnect: Backoff | None = spec(parse_backoff, None)
 
     @property
     def never(self) -> bool:
         """True when the clients never disconnect."""
-        return self.up is None and self.traces is None
+        return self.up is None and self.trace is None
+
+    def _precheck(self, where: str, raw: dict[str, Any]) -> None:
+        if raw["trace"] is not None:
+            for k in ("up", "down", "leave_probability"):
+                if raw[k] is not None:
+                    raise ScenarioError(subfield(where, k), raw[k], "cannot be combined with a trace (the trace gives every disconnect and reconnect)")
+        elif raw["up"] is not None or raw["down"] is not None:
+            for k in ("up", "down"):
+                if raw[k] is None:
+                    raise ScenarioError(subfield(where, k), None, "is missing: give both up and down distributions (or a trace)")
+        elif raw["leave_probability"] is not None:
+            raise ScenarioError(subfield(where, "leave_probability"), raw["leave_probability"], "needs up and down distributions")
+
+    def _check(self, where: str, raw: dict[str, Any]) -> None:
+        if self.up is not None and self.leave_probability is None:
+            object.__setattr__(self, "leave_probability", 0.0)
+
+    def resolved(self, clients: int, where: str = KEY) -> "Outages":
+        """These outages with the trace resolved per client slot for a block of ``clients``
+        (``traces``, ``trace_options``, ``first_connect``); ``self`` when nothing changes."""
+        if self.trace is None or (self.traces is not None and len(self.traces) == clients):
+            return self
+        name = subfield(where, "trace")
+        if isinstance(self.trace, str):
+            first, traces, options = _read_trace_csv(Path(self.trace), name, clients)
+            first_connect = first if any(f is not None for f in first) else None
+        else:
+            start, pairs = _parse_pairs(self.trace, name)
+            traces, options = tuple(pairs for _ in range(clients)), None
+            first_connect = tuple(start for _ in range(clients)) if start is not None else None
+        new = copy.copy(self)
+        object.__setattr__(new, "traces", traces)
+        object.__setattr__(new, "trace_options", options)
+        object.__setattr__(new, "first_connect", first_connect)
+        return new
 
 
-_OUTAGE_KEYS = {"up", "down", "leave_probability", "replace_departed", "trace", "disconnect",
-                "disconnect_session_expiry_interval", "reconnect_clean_start", "reconnect"}
+def parse_outages(value: object, field: str = "outages", clients: int | None = None,
+                  base_dir: Path | None = None) -> Outages:
+    """Outages from a mapping (or an :class:`Outages`); resolved for ``clients`` when given."""
+    with in_folder(base_dir) if base_dir is not None else nullcontext():
+        out = build(Outages, value, field)
+    return out if clients is None else out.resolved(clients, field)
 
 
 def _parse_pairs(raw: object, field: str) -> tuple[float | None, tuple[tuple[float, float | None], ...]]:
@@ -333,61 +469,3 @@ def _num(text: str) -> object:
         return text
 
 
-def parse_backoff(value: object, field: str) -> Backoff:
-    d = as_mapping(value, field)
-    check_keys(d, {f.name for f in fields(Backoff)}, field)
-    b = Backoff(
-        initial_delay=parse_duration(d.get("initial_delay", 1.0), subfield(field, "initial_delay")),
-        max_delay=parse_duration(d.get("max_delay", 120.0), subfield(field, "max_delay")),
-        multiplier=parse_number(d.get("multiplier", 2.0), subfield(field, "multiplier"), lo=1.0, lo_open=False),
-        jitter=parse_number(d.get("jitter", 0.0), subfield(field, "jitter"), lo=0.0, lo_open=False, hi=1.0, hi_open=True),
-    )
-    if b.max_delay < b.initial_delay:
-        raise ScenarioError(subfield(field, "max_delay"), d.get("max_delay"), f"must be >= initial delay ({b.initial_delay:g} s)")
-    return b
-
-
-def parse_outages(value: object, field: str, clients: int, base_dir: Path | None) -> Outages:
-    d = as_mapping(value, field)
-    check_keys(d, _OUTAGE_KEYS, field)
-    kw: dict[str, Any] = {}
-    if "trace" in d:
-        for k in ("up", "down", "leave_probability"):
-            if k in d:
-                raise ScenarioError(subfield(field, k), d[k], "cannot be combined with a trace (the trace gives every disconnect and reconnect)")
-        raw = d["trace"]
-        if isinstance(raw, (str, Path)):
-            path = Path(raw)
-            if not path.is_absolute() and base_dir is not None:  # relative to the scenario file's folder
-                path = base_dir / path
-            first, kw["traces"], kw["trace_options"] = _read_trace_csv(path, subfield(field, "trace"), clients)
-            kw["first_connect"] = first if any(f is not None for f in first) else None
-            kw["trace"] = str(path.resolve()) if path.exists() else str(path)
-        else:
-            first, pairs = _parse_pairs(raw, subfield(field, "trace"))
-            kw["trace"] = tuple(tuple(p) for p in pairs)
-            kw["traces"] = tuple(pairs for _ in range(clients))
-            if first is not None:
-                kw["first_connect"] = tuple(first for _ in range(clients))
-    elif "up" in d or "down" in d:
-        for k in ("up", "down"):
-            if k not in d:
-                raise ScenarioError(subfield(field, k), None, "is missing: give both up and down distributions (or a trace)")
-        kw["up"] = parse_distribution(d["up"], subfield(field, "up"))
-        kw["down"] = parse_distribution(d["down"], subfield(field, "down"))
-        kw["leave_probability"] = parse_number(d.get("leave_probability", 0.0), subfield(field, "leave_probability"), lo=0.0, lo_open=False, hi=1.0)
-    elif "leave_probability" in d:
-        raise ScenarioError(subfield(field, "leave_probability"), d["leave_probability"], "needs up and down distributions")
-    if "replace_departed" in d:
-        kw["replace_departed"] = parse_bool(d["replace_departed"], subfield(field, "replace_departed"))
-    if "disconnect" in d:
-        kw["disconnect"] = parse_choice(d["disconnect"], subfield(field, "disconnect"), ("network", "clean"))
-    if "disconnect_session_expiry_interval" in d:
-        # sent only in a DISCONNECT packet: used by the outages whose disconnect is clean (the
-        # block's `disconnect`, or a trace CSV's per-outage disconnect_kind)
-        kw["disconnect_session_expiry_interval"] = parse_interval(d["disconnect_session_expiry_interval"], subfield(field, "disconnect_session_expiry_interval"))
-    if "reconnect_clean_start" in d:
-        kw["reconnect_clean_start"] = parse_bool(d["reconnect_clean_start"], subfield(field, "reconnect_clean_start"))
-    if "reconnect" in d:
-        kw["reconnect"] = parse_backoff(d["reconnect"], subfield(field, "reconnect"))
-    return Outages(**kw)

@@ -4,13 +4,22 @@ Every parser takes the value and the field's name in the transport spelling (for
 ``mqttConsumer.session expiry interval``) and either returns the value in base units
 (seconds, messages per second) or raises :class:`ScenarioError` naming the field, the value
 and what is allowed. Nothing is clamped.
+
+The scenario types (:mod:`sim.config`, :mod:`sim.outages`) are :class:`Checked` frozen
+dataclasses: each field names its parser (:func:`spec`), and ``__post_init__`` applies it, so
+a type built in Python is validated exactly as the loader validates a scenario file; the
+loader (:func:`build`) only maps keys to fields and constructs the types.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
-from typing import Any, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from .protocol import UINT_MAX
 
@@ -207,4 +216,120 @@ def check_keys(d: Mapping[str, Any], allowed: set[str] | tuple[str, ...], field:
 
 
 def subfield(field: str, key: str) -> str:
-    return f"{field}.{display_key(key)}"
+    return f"{field}.{display_key(key)}" if field else display_key(key)
+
+
+# --------------------------------------------------------------------------- validated dataclasses
+
+_WHERE: ContextVar[tuple[type | None, str]] = ContextVar("sim_scenario_where", default=(None, ""))
+_BASE_DIR: ContextVar[Path | None] = ContextVar("sim_scenario_base_dir", default=None)
+_KEEP: Any = object()
+
+
+@contextmanager
+def located(cls: type | None, where: str, base_dir: Any = _KEEP) -> Iterator[None]:
+    """Within the block, an instance of ``cls`` names its fields under ``where`` (for example
+    ``mqttConsumer[1]``) instead of its own key; ``base_dir`` (when given) is the folder that
+    relative file paths (profiles, trace CSVs) are resolved against, for nested types too."""
+    token = _WHERE.set((cls, where))
+    base = _BASE_DIR.set(None if base_dir is None else Path(base_dir)) if base_dir is not _KEEP else None
+    try:
+        yield
+    finally:
+        if base is not None:
+            _BASE_DIR.reset(base)
+        _WHERE.reset(token)
+
+
+@contextmanager
+def in_folder(folder: str | Path | None) -> Iterator[None]:
+    """Within the block, relative file paths are resolved against ``folder`` (None: the
+    working directory)."""
+    token = _BASE_DIR.set(None if folder is None else Path(folder))
+    try:
+        yield
+    finally:
+        _BASE_DIR.reset(token)
+
+
+def base_dir() -> Path | None:
+    """The folder relative file paths are resolved against (None: the working directory)."""
+    return _BASE_DIR.get()
+
+
+Parser = Callable[[Any, str], Any]
+
+
+def spec(parse: Parser, default: Any = dataclasses.MISSING, *, key: str | None = None,
+         default_factory: Any = dataclasses.MISSING, **metadata: Any) -> Any:
+    """A dataclass field checked, and normalized, by ``parse(value, field name)``.
+
+    ``key``: the field's key in a scenario file (snake_case) when it is not the field's name.
+    A field whose default is None is optional: None means "not given" and is not parsed.
+    """
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={"parse": parse, "key": key or None, **metadata})
+
+
+class Checked:
+    """Base of the scenario types: frozen dataclasses whose fields carry their parsers.
+
+    ``__post_init__`` runs each field's parser on the given value and stores the parsed
+    (normalized) value, then the type's cross-field rules; a bad value raises
+    :class:`ScenarioError`. The error names the field by its path in the transport spelling:
+    under the type's own key (``KEY``: ``mqttConsumer.qos``, ``broker.queue full policy``,
+    ``outages.up``) for an instance built directly, and by its full path
+    (``mqttPublisher[1].qos``, ``mqttConsumer.outages.up.mean``) when the loader, or a parent
+    type given a mapping, builds it.
+    """
+
+    KEY: ClassVar[str] = ""
+    _KEYS: ClassVar[dict[type, dict[str, dataclasses.Field]]] = {}
+
+    @classmethod
+    def keys(cls) -> dict[str, dataclasses.Field]:
+        """The checked fields by their key in a scenario file (snake_case), in field order."""
+        found = Checked._KEYS.get(cls)
+        if found is None:
+            found = {f.metadata.get("key") or f.name: f for f in dataclasses.fields(cls) if "parse" in f.metadata}
+            Checked._KEYS[cls] = found
+        return found
+
+    def __post_init__(self) -> None:
+        owner, where = _WHERE.get()
+        if owner is not type(self):
+            where = type(self).KEY
+        keys = type(self).keys()
+        raw = {f.name: getattr(self, f.name) for f in keys.values()}
+        self._precheck(where, raw)
+        for key, f in keys.items():
+            value = raw[f.name]
+            if value is None and f.default is None:
+                continue  # an optional field that is not given
+            object.__setattr__(self, f.name, f.metadata["parse"](value, subfield(where, key)))
+        self._check(where, raw)
+
+    def _precheck(self, where: str, raw: dict[str, Any]) -> None:
+        """Rules on the values as given, before they are parsed."""
+
+    def _check(self, where: str, raw: dict[str, Any]) -> None:
+        """Cross-field rules on the parsed values (may normalize with object.__setattr__)."""
+
+
+def build(cls: type, value: object, where: str, **extra: Any) -> Any:
+    """An instance of ``cls`` from a mapping in any key spelling (or ``value`` if it is one).
+
+    Unknown keys are refused; an explicit null goes to the field's parser (most refuse it);
+    everything else is checked by the type itself, with its fields named under ``where``.
+    """
+    if isinstance(value, cls):
+        return value
+    d = as_mapping(value, where)
+    keys = cls.keys()
+    check_keys(d, set(keys), where)
+    kw = {}
+    for k, v in d.items():
+        f = keys[k]
+        kw[f.name] = f.metadata["parse"](v, subfield(where, k)) if v is None else v
+    with located(cls, where):
+        return cls(**kw, **extra)
