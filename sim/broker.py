@@ -1,8 +1,11 @@
 """The broker: session store, routing, offline queues, expiry timers, limits, memory accounting.
 
 Each public method is one packet or timer arriving at the broker; the rules it applies come
-from :mod:`sim.protocol`, and every message outcome and memory change is reported to the
-:class:`~sim.ledger.Ledger`. Section numbers are those of the MQTT 5.0 OASIS Standard.
+from :mod:`sim.protocol`. Every pair's fate is reported to the :class:`~sim.ledger.FateLedger`,
+every change of retained bytes to the :class:`~sim.memory.MemoryMonitor`, and lifecycle events
+to the :class:`~sim.eventlog.EventLog`. Who a message is routed to, and the bulk booking of
+predictable consumers, is :mod:`sim.groups`. Section numbers are those of the MQTT 5.0 OASIS
+Standard.
 """
 from __future__ import annotations
 
@@ -10,40 +13,24 @@ import simpy
 
 from . import protocol
 from .config import BrokerConfig
-from .ledger import CONNECTED, OFFLINE, STRANDED, Entry, Ledger, Message
-from .session import PRIORITY_EXPIRY, PRIORITY_MESSAGE, Alarm, Session
-
-
-class ConsumerGroup:
-    """The consumers of one ``mqttConsumer`` block (they share one topic filter).
-
-    ``members`` are the consumers a message matching the filter is routed to. A member whose
-    outcome for the next message is known without looking at it — connected with no network
-    latency (``delivered``), or without a session (``no_session``) — is in a *bulk mode*: it
-    is not visited per message; instead ``count`` (messages routed to the group) is read when
-    its mode changes, and the difference is booked as that many pairs with that fate. The
-    others (``slow``) are handled message by message. The result is identical; only the cost
-    differs (per message: O(groups + slow members) instead of O(members)).
-    """
-
-    __slots__ = ("topic_filter", "members", "slow", "count")
-
-    def __init__(self, topic_filter: str):
-        self.topic_filter = topic_filter
-        self.members: dict = {}
-        self.slow: dict = {}
-        self.count = 0
+from .entities import CONNECTED, OFFLINE, STRANDED, Entry, Message, Session
+from .eventlog import EventLog
+from .groups import Membership
+from .ledger import FateLedger
+from .memory import MemoryMonitor
+from .timing import PRIORITY_EXPIRY, PRIORITY_MESSAGE, Alarm
 
 
 class Broker:
     """One MQTT v5 broker with the limits and memory constants of a :class:`BrokerConfig`."""
 
-    def __init__(self, env: simpy.Environment, cfg: BrokerConfig, ledger: Ledger, horizon: float):
-        self.env, self.cfg, self.ledger, self.horizon = env, cfg, ledger, horizon
+    def __init__(self, env: simpy.Environment, cfg: BrokerConfig, horizon: float, fates: FateLedger,
+                 memory: MemoryMonitor, log: EventLog):
+        self.env, self.cfg, self.horizon = env, cfg, horizon
+        self.fates, self.memory, self.log = fates, memory, log
         self.sessions: dict[str, Session] = {}
-        self.groups: list[ConsumerGroup] = []  # one per consumer block
-        self._match_cache: dict[str, list[ConsumerGroup]] = {}
-        self.bulk = not ledger.record_messages  # per-pair records need every pair visited
+        # per-pair records need every pair visited: no bulk booking then
+        self.members = Membership(self.sessions, fates, bulk=not fates.record_messages)
         self.transit: dict[int, tuple[Entry, Session]] = {}  # QoS 0 copies on the wire to consumers
 
     # ------------------------------------------------------------------ helpers
@@ -56,68 +43,6 @@ class Broker:
     def _expired(self, msg: Message, t: float) -> bool:
         """Message Expiry Interval has passed (§3.3.2.3.3; at the instant itself it has)."""
         return msg.expires_at is not None and t >= msg.expires_at
-
-    def groups_for(self, topic: str) -> list[ConsumerGroup]:
-        """The consumer groups whose topic filter matches ``topic`` (§4.7)."""
-        got = self._match_cache.get(topic)
-        if got is None:
-            got = [g for g in self.groups if protocol.topic_matches(g.topic_filter, topic)]
-            self._match_cache[topic] = got
-        return got
-
-    def add_group(self, topic_filter: str) -> ConsumerGroup:
-        g = ConsumerGroup(topic_filter)
-        self.groups.append(g)
-        return g
-
-    # ------------------------------------------------------------------ membership and bulk modes
-    def join(self, c) -> None:
-        """Consumer ``c`` becomes a member: messages matching its block's filter reach it."""
-        c.group.members[c.client_id] = c
-        c.mode, c.snap = None, c.group.count
-        c.group.slow[c.client_id] = c
-        self.refresh(c)
-
-    def forget(self, c) -> None:
-        """Consumer ``c`` (departed, no session left) stops being a member."""
-        self._flush(c)
-        c.group.members.pop(c.client_id, None)
-        c.group.slow.pop(c.client_id, None)
-
-    def _mode(self, c) -> str | None:
-        if not self.bulk:
-            return None
-        s = self.sessions.get(c.client_id)
-        if s is None or not s.subscribed:
-            return "no_session"
-        if s.connected and c.latency == 0:
-            return "delivered"  # nothing can be queued or in flight at latency 0 (see pump)
-        return None
-
-    def _flush(self, c) -> None:
-        if c.mode is not None:
-            n = c.group.count - c.snap
-            if n:
-                self.ledger.bulk(c.index, c.mode, n)
-        c.snap = c.group.count
-
-    def refresh(self, c) -> None:
-        """Re-derive a member's bulk mode after its connection or session changed."""
-        if c.client_id not in c.group.members:
-            return
-        mode = self._mode(c)
-        if mode != c.mode:
-            self._flush(c)
-            c.mode = mode
-            if mode is None:
-                c.group.slow[c.client_id] = c
-            else:
-                c.group.slow.pop(c.client_id, None)
-
-    def flush_all(self) -> None:
-        for g in self.groups:
-            for c in g.members.values():
-                self._flush(c)
 
     def _session_bytes(self, s: Session) -> int:
         return self.cfg.session_overhead_bytes + len(s.client_id.encode())
@@ -137,7 +62,7 @@ class Broker:
         if sign > 0:
             msg.refs += 1
         s.nbytes += sign * (entry + copy)
-        self.ledger.memory(self.env.now, s.category, entry=sign * entry, message=sign * copy, store=sign * store)
+        self.memory.change(self.env.now, s.category, entry=sign * entry, message=sign * copy, store=sign * store)
 
     def _hold(self, s: Session, e: Entry) -> None:
         self._account(s, e, +1)
@@ -167,12 +92,12 @@ class Broker:
             self.sessions[cid] = s
             nbytes = self._session_bytes(s)
             s.nbytes = nbytes
-            self.ledger.memory(t, OFFLINE, session=nbytes, sessions=1)
+            self.memory.change(t, OFFLINE, session=nbytes, sessions=1)
         s.connected = True
         s.connection += 1
-        self.ledger.move(t, s.category, CONNECTED, s.nbytes)
+        self.memory.move(t, s.category, CONNECTED, s.nbytes)
         s.category = CONNECTED
-        self.ledger.event(t, cid, client.role, "connect", clean_start=clean_start, session_present=out.session_present,
+        self.log.event(t, cid, client.role, "connect", clean_start=clean_start, session_present=out.session_present,
                           interval=interval)
         return out.session_present
 
@@ -182,7 +107,7 @@ class Broker:
         if s.sub_filter is None:
             nbytes = self.cfg.subscription_overhead_bytes + len(topic_filter.encode())
             s.nbytes += nbytes
-            self.ledger.memory(self.env.now, s.category, session=nbytes)
+            self.memory.change(self.env.now, s.category, session=nbytes)
         s.sub_filter, s.sub_qos = topic_filter, qos
 
     def resume_delivery(self, client) -> None:
@@ -196,9 +121,7 @@ class Broker:
         if self.cfg.message_expiry_check == "lazy":  # Mosquitto expires queued messages at CONNECT
             for e in s.live_queued():
                 if self._expired(e.msg, t):
-                    self._unqueue(s, e)
-                    self._release(s, e)
-                    self.ledger.settle(e, "message_expired", t)
+                    self._drop(s, e, "message_expired")
         for e in list(s.inflight):
             self._transmit(s, e)
         self.pump(s)
@@ -214,16 +137,16 @@ class Broker:
             out = protocol.disconnect_expiry(s.requested, s.interval, disconnect_interval,
                                              self.cfg.max_session_expiry_interval)
             if out.protocol_error:  # §3.14.2.2.2: 0 -> non-zero; the server answers 0x82
-                self.ledger.event(t, cid, client.role, "protocol_error", interval=disconnect_interval,
+                self.log.event(t, cid, client.role, "protocol_error", interval=disconnect_interval,
                                   reason_code=out.reason_code, detail="disconnect session expiry interval 0 -> non-zero")
             s.interval = out.interval
-        self.ledger.event(t, cid, client.role, "disconnect", interval=s.interval, detail=kind,
+        self.log.event(t, cid, client.role, "disconnect", interval=s.interval, detail=kind,
                           reason_code=protocol.REASON_NORMAL_DISCONNECTION if kind == "clean" else None)
         delay = protocol.expiry_delay(s.interval, self.cfg.uint_max_never_expires)
         if delay == 0:
             self.end_session(s, "session_expired", "session_ended")
             return
-        self.ledger.move(t, CONNECTED, OFFLINE, s.nbytes)
+        self.memory.move(t, CONNECTED, OFFLINE, s.nbytes)
         s.category = OFFLINE
         if delay is not None:
             s.expiry_token += 1
@@ -233,11 +156,11 @@ class Broker:
     def depart(self, client) -> None:
         """The client has left for good: its session (if any) is stranded until it expires; its
         memory is reported as ``stranded_bytes`` (the pairs' fates were switched to departed ones
-        by :meth:`Ledger.depart` before the last disconnect)."""
+        by :meth:`FateLedger.depart` before the last disconnect)."""
         s = self.sessions.get(client.client_id)
-        self.ledger.event(self.env.now, client.client_id, client.role, "departed")
+        self.log.event(self.env.now, client.client_id, client.role, "departed")
         if s is not None:
-            self.ledger.move(self.env.now, s.category, STRANDED, s.nbytes)
+            self.memory.move(self.env.now, s.category, STRANDED, s.nbytes)
             s.category = STRANDED
 
     def _expire(self, s: Session, token: int) -> None:
@@ -249,18 +172,18 @@ class Broker:
         t = self.env.now
         for e in list(s.inflight):
             self._release(s, e)
-            self.ledger.settle(e, cause, t)
+            self.fates.settle(e, cause, t)
         for e in s.live_queued():
             self._release(s, e)
             e.live = False
-            self.ledger.settle(e, "message_expired" if self._expired(e.msg, t) else cause, t)
-        self.ledger.memory(t, s.category, session=-(s.nbytes), queued=-s.queued_count, sessions=-1)
+            self.fates.settle(e, "message_expired" if self._expired(e.msg, t) else cause, t)
+        self.memory.change(t, s.category, session=-(s.nbytes), queued=-s.queued_count, sessions=-1)
         s.inflight.clear()
         s.queue.clear()
         s.queued_count = s.queued_bytes = s.limit_count = s.limit_bytes = s.nbytes = 0
         s.alive = False
         del self.sessions[s.client_id]
-        self.ledger.event(t, s.client_id, s.role, event, interval=s.interval)
+        self.log.event(t, s.client_id, s.role, event, interval=s.interval)
         s.client.session_ended(s)
 
     # ------------------------------------------------------------------ PUBLISH routing
@@ -272,22 +195,22 @@ class Broker:
             msg.routed = True
             if msg.expiry_interval is not None:
                 msg.expires_at = t + msg.expiry_interval
-        ledger = self.ledger
-        per_pair = msg.routed_to is not None or not self.bulk  # a re-routable message: track its pairs
-        for g in self.groups_for(msg.topic):
+        fates = self.fates
+        per_pair = msg.routed_to is not None or not self.members.bulk  # a re-routable message: track its pairs
+        for g in self.members.groups_for(msg.topic):
             if not per_pair:
                 g.count += 1  # booked for bulk-mode members when their mode changes
             for c in list((g.members if per_pair else g.slow).values()):
                 idx = c.index
                 copy = again and idx in msg.routed_to
                 if not copy:
-                    ledger.route(idx, msg, t)
+                    fates.route(idx, msg, t)
                     if msg.routed_to is not None:
                         msg.routed_to.add(idx)
                 s = self.sessions.get(c.client_id)
                 if s is None or not s.subscribed:
                     if not copy:
-                        ledger.fate(idx, msg, "no_session", t)  # rule 9: never routed to it
+                        fates.fate(idx, msg, "no_session", t)  # rule 9: never routed to it
                     continue
                 qos = protocol.delivered_qos(msg.qos, s.sub_qos)
                 if s.connected:
@@ -295,24 +218,24 @@ class Broker:
                 elif protocol.queued_while_offline(qos, self.cfg.queue_qos0_messages):
                     self._enqueue(s, Entry(msg, idx, qos, copy))
                 elif not copy:
-                    ledger.fate(idx, msg, "qos0_offline", t)
+                    fates.fate(idx, msg, "qos0_offline", t)
 
     def settle_unrouted(self, msg: Message, cause: str | None) -> None:
         """A message the broker never received ends with ``cause`` for every consumer it would
         have reached (a loss on the publisher's side); ``cause`` None, at the horizon: ``pending``
         (the ledger books either as a departed fate for a consumer that has left)."""
         t = self.env.now if cause is not None else self.horizon
-        for g in self.groups_for(msg.topic):
+        for g in self.members.groups_for(msg.topic):
             for c in g.members.values():
-                self.ledger.route(c.index, msg, t)
-                self.ledger.fate(c.index, msg, cause or "pending", t)
+                self.fates.route(c.index, msg, t)
+                self.fates.fate(c.index, msg, cause or "pending", t)
 
     def _deliver_online(self, s: Session, c, msg: Message, qos: int, copy: bool) -> None:
         if c.latency == 0 and (qos == 0 or (not s.inflight and s.queued_count == 0)):
             if copy:
-                self.ledger.duplicate(c.index, msg)
+                self.fates.duplicate(c.index, msg)
             else:
-                self.ledger.fate(c.index, msg, "delivered", self.env.now)
+                self.fates.fate(c.index, msg, "delivered", self.env.now)
             return
         e = Entry(msg, c.index, qos, copy)
         if qos == 0:
@@ -347,11 +270,9 @@ class Broker:
         if full() and cfg.queue_full_policy == "drop-oldest":
             while full() and s.queued_count:
                 old = s.pop_next()
-                self._unqueue(s, old, popped=True)
-                self._release(s, old)
-                self.ledger.settle(old, "message_expired" if self._expired(old.msg, t) else "queue_full", t)
+                self._drop(s, old, "message_expired" if self._expired(old.msg, t) else "queue_full", popped=True)
         if full():
-            self.ledger.settle(e, "queue_full", t)  # drop-new (tail drop), or a message larger than the limit
+            self.fates.settle(e, "queue_full", t)  # drop-new (tail drop), or a message larger than the limit
             return
         self._hold(s, e)
         s.queue.append(e)
@@ -360,7 +281,7 @@ class Broker:
         if counted:
             s.limit_count += 1
             s.limit_bytes += size
-        self.ledger.memory(t, s.category, queued=1)
+        self.memory.change(t, s.category, queued=1)
         if cfg.message_expiry_check == "eager" and e.msg.expires_at is not None:
             # [MQTT-3.3.2-5]: an expired message not yet sent is deleted
             self.schedule(max(0.0, e.msg.expires_at - t), PRIORITY_EXPIRY, lambda: self._expire_entry(s, e))
@@ -368,6 +289,12 @@ class Broker:
     def _counted(self, e: Entry) -> bool:
         """Whether the queue limits count this entry (all do, unless QoS 0 is exempt)."""
         return e.qos > 0 or self.cfg.queue_limits_count_qos0
+
+    def _drop(self, s: Session, e: Entry, fate: str, popped: bool = False) -> None:
+        """Take a queued entry out of the session, release its memory, and settle its pair."""
+        self._unqueue(s, e, popped)
+        self._release(s, e)
+        self.fates.settle(e, fate, self.env.now)
 
     def _unqueue(self, s: Session, e: Entry, popped: bool = False) -> None:
         """Take an entry out of the queue's counts (``popped``: already off the deque).
@@ -381,13 +308,11 @@ class Broker:
         if self._counted(e):
             s.limit_count -= 1
             s.limit_bytes -= e.msg.payload_bytes
-        self.ledger.memory(self.env.now, s.category, queued=-1)
+        self.memory.change(self.env.now, s.category, queued=-1)
 
     def _expire_entry(self, s: Session, e: Entry) -> None:
         if s.alive and e.live:
-            self._unqueue(s, e)
-            self._release(s, e)
-            self.ledger.settle(e, "message_expired", self.env.now)
+            self._drop(s, e, "message_expired")
 
     def pump(self, s: Session) -> None:
         """Send queued messages while the client's Receive Maximum allows (§4.9)."""
@@ -395,11 +320,11 @@ class Broker:
         t = self.env.now
         while s.connected and s.queued_count and len(s.inflight) < c.receive_maximum:
             e = s.pop_next()
-            self._unqueue(s, e, popped=True)
             if self._expired(e.msg, t):  # lazy check at the moment of sending
-                self._release(s, e)
-                self.ledger.settle(e, "message_expired", t)
-            elif e.qos == 0:
+                self._drop(s, e, "message_expired", popped=True)
+                continue
+            self._unqueue(s, e, popped=True)
+            if e.qos == 0:
                 self._send_qos0(s, e, held=True)
             else:
                 s.inflight[e] = None
@@ -411,7 +336,7 @@ class Broker:
             self._release(s, e)
         lat = s.client.latency
         if lat == 0:
-            self.ledger.settle(e, "delivered", self.env.now)
+            self.fates.settle(e, "delivered", self.env.now)
             return
         conn = s.connection
         self.transit[id(e)] = (e, s)
@@ -419,7 +344,7 @@ class Broker:
         def arrive():
             self.transit.pop(id(e), None)
             ok = s.alive and s.connected and s.connection == conn
-            self.ledger.settle(e, "delivered" if ok else "qos0_offline", self.env.now)
+            self.fates.settle(e, "delivered" if ok else "qos0_offline", self.env.now)
 
         self.schedule(lat, PRIORITY_MESSAGE, arrive)
 
@@ -439,10 +364,10 @@ class Broker:
             return
         if e.received:
             if e.qos == 1:  # a QoS 1 re-send of a message the client already has
-                self.ledger.duplicate(e.consumer, e.msg)
+                self.fates.duplicate(e.consumer, e.msg)
         else:
             e.received = True
-            self.ledger.settle(e, "delivered", self.env.now)
+            self.fates.settle(e, "delivered", self.env.now)
 
     def _ack(self, s: Session, e: Entry, conn: int) -> None:
         if not (s.alive and s.connected and s.connection == conn and e in s.inflight):
@@ -460,7 +385,7 @@ class Broker:
             for e in list(s.inflight) + s.live_queued():
                 if not e.done and not e.copy:
                     expired = e.live and self._expired(e.msg, t)  # in-flight messages do not expire
-                    self.ledger.settle(e, "message_expired" if expired else "pending", t)
+                    self.fates.settle(e, "message_expired" if expired else "pending", t)
         for e, s in self.transit.values():
-            self.ledger.settle(e, "pending", t)
+            self.fates.settle(e, "pending", t)
         self.transit.clear()

@@ -14,9 +14,9 @@ import simpy
 
 from .broker import Broker
 from .config import ConsumerBlock, PublisherBlock
-from .ledger import Message
+from .entities import Message
 from .outages import DrawBuffer, Distribution, OutagePlan, reconnect_time
-from .session import PRIORITY_CONNECTION, PRIORITY_MESSAGE, Alarm
+from .timing import PRIORITY_CONNECTION, PRIORITY_MESSAGE, Alarm
 
 
 class Client:
@@ -98,7 +98,7 @@ class Consumer(Client):
         self.index = index  # the ledger's consumer number
         self.receive_maximum = self.block.receive_maximum
         self.group = self.fleet.group
-        self.mode: str | None = None  # bulk mode (see broker.ConsumerGroup)
+        self.mode: str | None = None  # bulk mode (see sim.groups)
         self.snap = 0
 
     def connect(self, clean_start: bool) -> bool:
@@ -107,27 +107,27 @@ class Consumer(Client):
             self.broker.resume_delivery(self)
         else:
             self.broker.subscribe(self, self.block.topic_filter, self.block.qos)
-        self.broker.refresh(self)
+        self.broker.members.refresh(self)
         return present
 
     def leaving(self) -> None:
         # before the disconnect: what its session loses at the close is traffic to a departed device
-        self.broker.ledger.depart(self.index)
+        self.broker.fates.depart(self.index)
 
     def disconnect(self, kind: str, interval: int | None) -> None:
         super().disconnect(kind, interval)
-        self.broker.refresh(self)
+        self.broker.members.refresh(self)
 
     def depart(self) -> None:
         super().depart()
         if self.client_id not in self.broker.sessions:
-            self.broker.forget(self)
+            self.broker.members.forget(self)
 
     def session_ended(self, session) -> None:
         if self.departed:
-            self.broker.forget(self)
+            self.broker.members.forget(self)
         else:
-            self.broker.refresh(self)
+            self.broker.members.refresh(self)
 
 
 class Publisher(Client):
@@ -174,12 +174,12 @@ class Publisher(Client):
                 self.produce()
 
     def produce(self) -> None:
-        b, ledger = self.block, self.broker.ledger
+        b, fates = self.block, self.broker.fates
         msg = Message(self.next_id(), self.client_id, self.topic, b.qos, b.payload_bytes, self.env.now,
                       b.message_expiry_interval, self.store_bytes)
         if self.can_reroute:
             msg.routed_to = set()
-        ledger.published += 1
+        fates.published += 1
         if self.connected:
             self.send(msg)
         elif len(self.buffer) < b.offline_buffer:
@@ -257,7 +257,7 @@ def broker_store_bytes(broker: Broker, topic: str, payload: int) -> int:
 class Fleet:
     """The clients of one ``mqttConsumer``/``mqttPublisher`` block, slot by slot.
 
-    For a consumer block, ``group`` (a :class:`~sim.broker.ConsumerGroup`) holds the consumers
+    For a consumer block, ``group`` (a :class:`~sim.groups.ConsumerGroup`) holds the consumers
     a message can be routed to: every client that has joined and not left, and departed ones
     while their session exists.
     """
@@ -271,7 +271,7 @@ class Fleet:
         is_pub = isinstance(block, PublisherBlock)
         self.streams = [[np.random.default_rng(s) for s in slot.spawn(3 if is_pub else 2)]
                         for slot in seed.spawn(block.clients)]
-        self.group = None if is_pub else broker.add_group(block.topic_filter)
+        self.group = None if is_pub else broker.members.add_group(block.topic_filter)
 
     def start(self) -> None:
         for slot in range(self.block.clients):
@@ -288,11 +288,11 @@ class Fleet:
             client: Client = Publisher(self.env, self.broker, index=slot, publish_rng=streams[2],
                                        next_id=self.next_id, **common)
         else:
-            index = self.broker.ledger.add_consumer(cid, self.block_index)
+            index = self.broker.fates.add_consumer(cid, self.block_index)
             client = Consumer(self.env, self.broker, index=index, **common)
             out = self.block.outages
             if replacement or not (out.first_connect and out.first_connect[slot] is not None):
-                self.broker.join(client)  # else it joins at its first CONNECT (see Client.lifecycle)
+                self.broker.members.join(client)  # else it joins at its first CONNECT (see Client.lifecycle)
         client.replacement = replacement
         self.clients.append(client)
         self.env.process(client.lifecycle())
@@ -303,9 +303,9 @@ class Fleet:
     def departed(self, client: Client) -> None:
         if self.block.outages.replace_departed:
             new = self.spawn(client.slot, replacement=True)
-            self.broker.ledger.event(self.env.now, new.client_id, new.role, "joined", detail=f"replaces {client.client_id}")
+            self.broker.log.event(self.env.now, new.client_id, new.role, "joined", detail=f"replaces {client.client_id}")
 
     def join(self, client: Client) -> None:
         """A client whose trace starts with ``[null, t]`` joins the fleet at ``t``."""
         if isinstance(client, Consumer):
-            self.broker.join(client)
+            self.broker.members.join(client)

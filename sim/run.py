@@ -19,7 +19,9 @@ import simpy
 from .broker import Broker
 from .clients import Fleet, Publisher
 from .config import Scenario
-from .ledger import FATE_INDEX, Ledger
+from .eventlog import EventLog
+from .ledger import FateLedger
+from .memory import MemoryMonitor
 from .protocol import DEPARTED_FATES, LOSS_CAUSES
 
 
@@ -66,9 +68,8 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
         record_messages = bool(scenario.publishers) and all(p.schedule is not None for p in scenario.publishers)
     started = time.perf_counter()
     env = simpy.Environment()
-    ledger = Ledger(record_messages=record_messages, record_events=record_events, record_memory=record_memory)
-    ledger.memory(0.0, 0)  # the step function starts at 0 bytes
-    broker = Broker(env, scenario.broker, ledger, scenario.horizon)
+    fates, memory, log = FateLedger(record_messages), MemoryMonitor(record_memory), EventLog(record_events)
+    broker = Broker(env, scenario.broker, scenario.horizon, fates, memory, log)
     consumer_seed, publisher_seed = np.random.SeedSequence(int(seed)).spawn(2)
     counter = itertools.count()
     fleets = [Fleet(env, broker, b, i, p, s) for (i, b), p, s in
@@ -81,18 +82,18 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
         f.start()
     env.run(until=scenario.horizon)
     _finish(broker, fleets)
-    ledger.close_memory(scenario.horizon)
-    ledger.check_conservation()
-    fates = ledger.fates_frame()
-    summary = _summary(scenario, seed, ledger, broker, fates)
-    return Result(scenario, int(seed), summary, fates, ledger.memory_frame(), ledger.events_frame(),
-                  ledger.messages_frame() if record_messages else None, time.perf_counter() - started)
+    memory.close(scenario.horizon)
+    fates.check_conservation()
+    per_consumer = fates.fates_frame()
+    summary = _summary(scenario, seed, fates, memory, log, broker, per_consumer)
+    return Result(scenario, int(seed), summary, per_consumer, memory.frame(), log.frame(),
+                  fates.messages_frame() if record_messages else None, time.perf_counter() - started)
 
 
 def _finish(broker: Broker, fleets: list[Fleet]) -> None:
     """At the horizon, give every undecided pair ``pending`` (``departed_held`` for a client that left)."""
     broker.finish()
-    broker.flush_all()  # book the pairs of members in a bulk mode
+    broker.members.flush_all()  # book the pairs of members in a bulk mode
     for f in fleets:
         for c in f.clients:
             if isinstance(c, Publisher) and not c.departed:
@@ -100,35 +101,34 @@ def _finish(broker: Broker, fleets: list[Fleet]) -> None:
                     broker.settle_unrouted(msg, None)
 
 
-def _summary(scenario: Scenario, seed: int, ledger: Ledger, broker: Broker, fates: pd.DataFrame) -> pd.Series:
-    counts = np.array(ledger.counts, dtype=np.int64).reshape(len(ledger.counts), -1).sum(axis=0) \
-        if ledger.counts else np.zeros(len(FATE_INDEX) + 2, dtype=np.int64)
-    by_fate = {f: int(counts[i]) for f, i in FATE_INDEX.items()}
-    routed = int(counts[len(FATE_INDEX)])
+def _summary(scenario: Scenario, seed: int, fates: FateLedger, memory: MemoryMonitor, log: EventLog, broker: Broker,
+             per_consumer: pd.DataFrame) -> pd.Series:
+    by_fate = fates.totals()
+    routed = by_fate["routed"]
     lost = sum(by_fate[c] for c in LOSS_CAUSES)
     departed = sum(by_fate[f] for f in DEPARTED_FATES)
     returning = routed - departed
     data: dict[str, float] = {
-        "published": ledger.published,
+        "published": fates.published,
         "routed": routed,
         "delivered": by_fate["delivered"],
-        "duplicates": int(counts[len(FATE_INDEX) + 1]),
+        "duplicates": by_fate["duplicates"],
         "lost": lost,
         **{f"lost_{c}": by_fate[c] for c in LOSS_CAUSES},
         "pending": by_fate["pending"],
         "departed_pairs": departed,
         **{f: by_fate[f] for f in DEPARTED_FATES},
         "loss_ratio": lost / returning if returning else math.nan,
-        **consumer_loss_spread(fates),
-        **ledger.memory_stats(scenario.horizon),
-        "sessions_expired": ledger.counters["sessions_expired"],
-        "sessions_discarded": ledger.counters["sessions_discarded"],
-        "sessions_ended": ledger.counters["sessions_ended"],
+        **consumer_loss_spread(per_consumer),
+        **memory.stats(scenario.horizon),
+        "sessions_expired": log.counters["sessions_expired"],
+        "sessions_discarded": log.counters["sessions_discarded"],
+        "sessions_ended": log.counters["sessions_ended"],
         "sessions_final": len(broker.sessions),
-        "connects": ledger.counters["connects"],
-        "disconnects": ledger.counters["disconnects"],
-        "departures": ledger.counters["departures"],
-        "protocol_errors": ledger.counters["protocol_errors"],
+        "connects": log.counters["connects"],
+        "disconnects": log.counters["disconnects"],
+        "departures": log.counters["departures"],
+        "protocol_errors": log.counters["protocol_errors"],
         "horizon": scenario.horizon,
         "seed": int(seed),
     }

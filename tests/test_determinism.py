@@ -36,7 +36,7 @@ CHILD = """
 import json, sys
 import sim
 import random
-from sim.ledger import Message
+from sim.entities import Message
 # fragment the allocator's pools for objects of a message's size: later objects get other addresses
 ballast = [Message(i, "", "", 0, 0, 0.0, None, 0) for i in range(int(sys.argv[3]))]
 random.Random(int(sys.argv[3])).shuffle(ballast)

@@ -1,0 +1,131 @@
+"""The broker-memory monitor: a step function of retained bytes, split by session state.
+
+The broker reports every change of the bytes it holds (:meth:`MemoryMonitor.change`) and
+every session that changes state (:meth:`MemoryMonitor.move`). The time integral is
+accumulated as it goes (Law's area-under-the-curve method), so means are time-weighted and
+need no sampling process. :meth:`MemoryMonitor.reset` starts the time-persistent statistics
+afresh at a moment (a warm-up period ends) without touching the step function itself.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .entities import CONNECTED, OFFLINE, STRANDED
+
+#: Categories of retained bytes: the sessions' own, by session state, and shared message bodies.
+CATEGORIES = ("connected", "offline", "stranded", "store")
+STORE = 3
+assert (CONNECTED, OFFLINE, STRANDED) == (0, 1, 2)
+
+COLUMNS = ["time", "bytes", "session_bytes", "entry_bytes", "message_bytes", "connected_bytes",
+           "offline_bytes", "stranded_bytes", "store_bytes", "queued", "sessions"]
+
+
+class MemoryMonitor:
+    """Retained bytes over time, their components, the queued-message count and sessions."""
+
+    def __init__(self, record: bool = True):
+        self.record = record
+        self.cat = [0, 0, 0, 0]  # connected, offline, stranded, store
+        self.comp = [0, 0, 0]  # session, entry, message bytes
+        self.queued = 0
+        self.sessions = 0
+        self.t_last = 0.0
+        self.t_start = 0.0  # where the time-persistent statistics start (see reset)
+        self.area = [0.0] * 4
+        self.queued_area = 0.0
+        self.peak = 0
+        self.queued_peak = 0
+        self.steps: list[tuple] = []
+        self._record(0.0)  # the step function starts at 0 bytes
+
+    def total(self) -> int:
+        return self.cat[0] + self.cat[1] + self.cat[2] + self.cat[3]
+
+    def _advance(self, t: float) -> None:
+        """Account for the values held since the last change, up to ``t``."""
+        if t > self.t_last:
+            dt = t - self.t_last
+            total = self.total()
+            if total > self.peak:
+                self.peak = total
+            if self.queued > self.queued_peak:
+                self.queued_peak = self.queued
+            for i in range(4):
+                self.area[i] += self.cat[i] * dt
+            self.queued_area += self.queued * dt
+            self.t_last = t
+
+    def _record(self, t: float) -> None:
+        if self.record:
+            row = (t, self.total(), *self.comp, *self.cat, self.queued, self.sessions)
+            if self.steps and self.steps[-1][0] == t:
+                self.steps[-1] = row
+            else:
+                self.steps.append(row)
+
+    def change(self, t: float, category: int, session: int = 0, entry: int = 0, message: int = 0,
+               store: int = 0, queued: int = 0, sessions: int = 0) -> None:
+        """Retained bytes change at time ``t``.
+
+        ``session``/``entry``/``message`` bytes belong to a session in ``category``;
+        ``store`` bytes are shared message bodies (counted once, whoever refers to them).
+        """
+        self._advance(t)
+        self.cat[category] += session + entry + message
+        self.cat[STORE] += store
+        self.comp[0] += session
+        self.comp[1] += entry
+        self.comp[2] += message + store
+        self.queued += queued
+        self.sessions += sessions
+        self._record(t)
+
+    def move(self, t: float, src: int, dst: int, nbytes: int) -> None:
+        """A session's bytes change category (it connects, goes offline, or its client leaves)."""
+        if src != dst and nbytes:
+            self._advance(t)
+            self.cat[src] -= nbytes
+            self.cat[dst] += nbytes
+            self._record(t)
+
+    def reset(self, t: float) -> None:
+        """Start the time-persistent statistics (means, byte-seconds, peaks) afresh at ``t``:
+        what was held before ``t`` no longer counts. The step function keeps every row.
+        Call it at ``t`` in simulated time (not after later changes were reported)."""
+        if t < self.t_last:
+            raise ValueError(f"reset at {t:g} s is before the last change at {self.t_last:g} s")
+        self._advance(t)
+        self.t_start = t
+        self.area = [0.0] * 4
+        self.queued_area = 0.0
+        self.peak = self.total()
+        self.queued_peak = self.queued
+
+    def close(self, horizon: float) -> None:
+        """The run ends at ``horizon``: account for the last values up to it."""
+        self._advance(horizon)
+        self._record(horizon)
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.steps, columns=COLUMNS)
+        for c in COLUMNS[1:]:
+            df[c] = df[c].astype("int64")
+        return df
+
+    def stats(self, horizon: float) -> dict[str, float]:
+        """Peak, time-weighted means over [t_start, horizon), final value and byte-seconds."""
+        peak = max(self.peak, self.total())  # values held for a positive time, and the final one
+        qpeak = max(self.queued_peak, self.queued)
+        total_area = sum(self.area)
+        span = horizon - self.t_start
+        h = span if span > 0 else 1.0
+        return {
+            "memory_peak_bytes": float(peak),
+            "memory_mean_bytes": total_area / h,
+            "memory_final_bytes": float(self.total()),
+            "memory_byte_seconds": total_area,
+            **{f"memory_mean_{name}_bytes": self.area[i] / h for i, name in enumerate(CATEGORIES)},
+            "queued_messages_mean": self.queued_area / h,
+            "queued_messages_peak": float(qpeak),
+        }
