@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import load_scenario
+from .config import available_examples, example_path, load_scenario
 from .protocol import DEPARTED_FATES, LOSS_CAUSES, UINT_MAX
 from .run import run
 from .units import ScenarioError
 
 EXIT_BAD_INPUT = 2
-SCENARIOS = Path(__file__).resolve().parent.parent / "data" / "scenarios"
 
 
 def format_summary(summary: pd.Series) -> str:
@@ -117,7 +116,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    scn = load_scenario(SCENARIOS / "transport_example.yaml")
+    scn = load_scenario(example_path("transport_example"))
     if args.horizon:
         scn = scn.updated({"horizon": args.horizon})
     grid = {"mqttConsumer.session expiry interval": DEMO_EXPIRY, "mqttConsumer.clean start": [False, True]}
@@ -139,7 +138,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     fig = plots.policy_figure(table.set_index("policy"))
     fig.savefig(out / "policy_comparison.png", dpi=120, bbox_inches="tight")
     print(f"wrote {out / 'policy_comparison.csv'}, {out / 'policy_runs.csv'}, {out / 'policy_comparison.png'}")
-    for path in sorted(SCENARIOS.glob("*.yaml")):
+    for path in map(example_path, available_examples()):
         res = run(load_scenario(path), seed=args.seed, record_messages=False, record_events=False)
         s = res.summary
         print(f"  {path.name:<28} loss ratio {s['loss_ratio']:.4f}  peak memory {s['memory_peak_bytes'] / 1e3:,.1f} kB"

@@ -1,4 +1,4 @@
-"""Real-broker checks of the calibrated Mosquitto memory constants (data/profiles/mosquitto.yaml).
+"""Real-broker checks of the calibrated Mosquitto memory constants (sim/profiles/mosquitto.yaml).
 
 (a) A broker state that the calibration never measured (other counts, a 700-byte payload, a
     wildcard filter, two consumer blocks of which only one matches: fan-out 33 of 45 sessions)

@@ -1,4 +1,4 @@
-"""Broker profiles in data/profiles/ (docs/brokers.md).
+"""Broker profiles in sim/profiles/ (docs/brokers.md).
 
 (a) every profile loads, says whether it is calibrated (emqx, hivemq, vernemq: no), and every setting carries a source comment;
 (b) the values are the documented defaults (shared reference notes mqtt-semantics.md 2.1–2.5);

@@ -39,7 +39,7 @@ MSG = MSG_OVH + TOPIC + PAYLOAD                 # 303: one stored message body
 PUB = S_OVH + len("p-0")                        # 1003: a publisher session (no subscriptions)
 
 # A profile with no settings: every broker key not set below takes the engine's neutral
-# default, so these tests do not move when a shipped profile (data/profiles/) is retuned.
+# default, so these tests do not move when a shipped profile (sim/profiles/) is retuned.
 _PROFILE_DIR = Path(tempfile.mkdtemp(prefix="test-rules-profile-"))
 atexit.register(shutil.rmtree, _PROFILE_DIR, ignore_errors=True)
 NEUTRAL_PROFILE = _PROFILE_DIR / "neutral.yaml"
