@@ -15,7 +15,8 @@ import simpy
 from .broker import Broker
 from .config import ConsumerBlock, PublisherBlock
 from .entities import Message
-from .outages import DrawBuffer, Distribution, OutagePlan, reconnect_time
+from .outage_plan import DrawBuffer, OutagePlan, reconnect_time
+from .outages import Distribution
 from .timing import PRIORITY_CONNECTION, PRIORITY_MESSAGE, Alarm
 
 

@@ -4,7 +4,7 @@
     wildcard filter, two consumer blocks of which only one matches: fan-out 33 of 45 sessions)
     is built both in the simulator and on a real Mosquitto; the model's byte count must be
     within ±15 % of the measured heap increase.
-(b) ``python -m sim.calibrate mosquitto --quick`` re-measures on this machine and must give
+(b) ``python -m sim.realbroker.calibrate mosquitto --quick`` re-measures on this machine and must give
     back the shipped constants within the fit's own uncertainty.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import sim
-from sim import calibrate
+from sim.realbroker import calibrate
 from sim.config import profile_path
 
 pytestmark = pytest.mark.broker

@@ -1,7 +1,7 @@
 """Conformance: each scripted scenario runs in the model and on a real Mosquitto, same outcome.
 
 Every scenario is played on its own fresh broker (127.0.0.1, free port) by paho-mqtt v5
-clients in real time (sim/conformance.py); all scenarios run concurrently in a module-scoped
+clients in real time (sim/realbroker/conformance.py); all scenarios run concurrently in a module-scoped
 fixture, so the file takes about as long as the longest scenario plus broker start-up. Each
 test compares, per consumer: CONNACK Session Present at every connect, which messages (by
 publish time and publisher) were received, how many were not received, and duplicates; plus
@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import sim
-from sim import conformance as cf
+from sim.realbroker import conformance as cf
 from sim.realbroker import Mosquitto, find_mosquitto
 
 pytestmark = pytest.mark.broker

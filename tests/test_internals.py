@@ -13,7 +13,8 @@ from sim.broker import Broker
 from sim.entities import CONNECTED, OFFLINE, STRANDED, Entry, Message
 from sim.ledger import ConservationError, FateLedger
 from sim.memory import MemoryMonitor
-from sim.outages import Backoff, reconnect_time
+from sim.outage_plan import reconnect_time
+from sim.outages import Backoff
 
 
 class StubRng:

@@ -1,4 +1,4 @@
-"""sim.traces: Mosquitto 2.0 logs -> outage traces, and the replay of a log recorded from a real broker.
+"""sim.realbroker.traces: Mosquitto 2.0 logs -> outage traces, and the replay of a log recorded from a real broker.
 
 (a) each connection line kind Mosquitto 2.0 writes (src/loop.c do_disconnect, src/handle_connect.c),
     in both timestamp formats, with inline fixtures;
@@ -21,7 +21,7 @@ import yaml
 import pytest
 
 import sim
-from sim.traces import TraceWarning, from_mosquitto_log, to_trace_csv
+from sim.realbroker.traces import TraceWarning, from_mosquitto_log, to_trace_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = ROOT / "data" / "traces"

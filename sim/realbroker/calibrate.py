@@ -1,6 +1,6 @@
 """Calibrate a broker profile's memory constants against a real broker.
 
-``python -m sim.calibrate mosquitto [--quick] [--write] [--csv PATH] [--workers N]``
+``python -m sim.realbroker.calibrate mosquitto [--quick] [--write] [--csv PATH] [--workers N]``
 
 For each configuration a fresh Mosquitto (:class:`sim.realbroker.Mosquitto`, 127.0.0.1,
 ``max_queued_messages 0`` so nothing is dropped) is started, warmed up, and its heap
@@ -47,10 +47,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .realbroker import Mosquitto
+from ..protocol import UINT_MAX
+from .mosquitto import Mosquitto, find_mosquitto, mosquitto_version
 
 ROOT = Path(__file__).resolve().parent.parent
-UINT_MAX = 4294967295
 PUBLISHER_ID = "publisher-0"   # the sim's id for the first publisher of a single block
 CONSTANTS = ("session_overhead_bytes", "subscription_overhead_bytes", "queue_entry_overhead_bytes",
              "message_overhead_bytes")
@@ -492,13 +492,13 @@ def write_profile(path: Path, f: Fit, version: str, when: str, nrows: int) -> No
     for k, key in YAML_KEYS.items():
         pat = re.compile(rf"^(\s*{re.escape(key)}:)[^\n]*$", re.M)
         line = f"{key}: {c[k]}"
-        note = f"# measured: {f.constants[k]:.1f} ± {f.stderr[k]:.1f} (least squares, sim.calibrate)"
+        note = f"# measured: {f.constants[k]:.1f} ± {f.stderr[k]:.1f} (least squares, sim.realbroker.calibrate)"
         if k == "subscription_overhead_bytes":
             note += "; filters shared as in a sim block (a unique filter adds topic-tree nodes)"
         text, n = pat.subn(lambda m: f"{m.group(1)[:-len(key) - 1]}{line:<33}{note}", text, count=1)
         if n != 1:
             raise ValueError(f"{path}: no line '{key}: <int>'")
-    cal = (f"calibrated: true   # {when}: `python -m sim.calibrate mosquitto --write`, mosquitto {version} on "
+    cal = (f"calibrated: true   # {when}: `python -m sim.realbroker.calibrate mosquitto --write`, mosquitto {version} on "
            f"127.0.0.1, $SYS/broker/heap/current minus a fresh-broker baseline, {nrows} runs (offline sessions "
            f"sharing their filters, queued QoS 1 messages, fan-out); data/calibration/mosquitto.csv")
     text, n = re.subn(r"^calibrated:.*$", cal, text, count=1, flags=re.M)
@@ -507,13 +507,10 @@ def write_profile(path: Path, f: Fit, version: str, when: str, nrows: int) -> No
     path.write_text(text)
 
 
-def mosquitto_version() -> str:
-    import subprocess
-    from .realbroker import find_mosquitto
-    exe = find_mosquitto()
-    out = subprocess.run([exe, "-h"], capture_output=True, text=True).stdout if exe else ""
-    m = re.search(r"mosquitto version (\S+)", out)
-    return m.group(1) if m else "unknown"
+def version_text() -> str:
+    """The installed mosquitto's version as text (``2.0.11``), or ``unknown``."""
+    v = mosquitto_version(find_mosquitto())
+    return ".".join(map(str, v)) if v else "unknown"
 
 
 # --------------------------------------------------------------------------- CLI
@@ -530,7 +527,7 @@ def run(quick: bool = False, workers: int | None = None, progress=None) -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sim.calibrate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m sim.realbroker.calibrate", description=__doc__.split("\n\n")[0])
     ap.add_argument("broker", choices=["mosquitto"])
     ap.add_argument("--quick", action="store_true", help="fewer configurations, no repeats (~40 s)")
     ap.add_argument("--write", action="store_true", help="write the fitted constants into sim/profiles/<broker>.yaml")
@@ -560,9 +557,9 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v:.0f} B" for k, v in sorted(nz.items())))
     print(f"wrote {csv_path}  ({len(rows)} rows, {time.monotonic() - t0:.1f} s)")
     if a.write:
-        from .config import profile_path
+        from ..config import profile_path
         prof = Path(str(profile_path(a.broker)))  # the package's own profile file (a checkout's sim/profiles/)
-        write_profile(prof, f, mosquitto_version(), _dt.date.today().isoformat(), len(rows))
+        write_profile(prof, f, version_text(), _dt.date.today().isoformat(), len(rows))
         print(f"wrote {prof}: " + ", ".join(f"{YAML_KEYS[k]} {v}" for k, v in f.rounded().items()))
     return 0
 

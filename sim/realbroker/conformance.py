@@ -49,9 +49,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import protocol
-from .config import ConsumerBlock, PublisherBlock, Scenario
-from .run import client_id_prefixes
+from .. import protocol
+from ..config import ConsumerBlock, PublisherBlock, Scenario
+from ..run import client_id_prefixes
+from .mosquitto import mosquitto_version
 
 try:  # paho-mqtt is an optional dependency (extra "broker")
     import paho.mqtt.client as mqtt
@@ -297,18 +298,6 @@ def timeline_problems(scenario: Scenario, time_scale: float = 1.0) -> list[str]:
                     out.append(f"{c.client_id} reconnects at {on:g} s, within [{x - before:g}, {x + after:g}) of the "
                                f"{what} deadline {x:g} s (Mosquitto expires in whole seconds, up to ~1.1 s late)")
     return out
-
-
-def mosquitto_version(executable: str | None) -> tuple[int, ...] | None:
-    """The version of a mosquitto executable (from ``mosquitto -h``), or None."""
-    import re
-    import subprocess
-
-    if executable is None:
-        return None
-    out = subprocess.run([executable, "-h"], capture_output=True, text=True, timeout=10)
-    m = re.search(r"mosquitto version (\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
-    return tuple(int(x) for x in m.groups()) if m else None
 
 
 def profile_for(executable: str | None) -> str:
@@ -653,7 +642,7 @@ def run_conformance(scenario: Scenario, start_broker: Callable[[dict], Any], *, 
     is that of the last run; ``ConformanceResult.attempts`` lists each run's (time scale,
     lateness). A disagreement is never retried: only lateness is.
     """
-    from .run import run as model_run
+    from ..run import run as model_run
 
     if attempts < 1:
         raise ValueError("attempts must be >= 1")

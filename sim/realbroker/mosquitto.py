@@ -27,6 +27,17 @@ def find_mosquitto() -> str | None:
     return None
 
 
+def mosquitto_version(executable: str | None) -> tuple[int, ...] | None:
+    """The version of a mosquitto executable (from ``mosquitto -h``), or None."""
+    import re
+
+    if executable is None:
+        return None
+    out = subprocess.run([executable, "-h"], capture_output=True, text=True, timeout=10)
+    m = re.search(r"mosquitto version (\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
