@@ -1,5 +1,5 @@
-"""Scenario loading and validation (docs/model.md "Scenario keys", docs/api-contract.md,
-DESIGN.md "Bad input").
+"""Scenario loading and validation (docs/model.md "Scenario keys", docs/api-contract.md; the
+YAML examples of the docs are loaded by tests/test_docs.py).
 
 (a) parsing: the three key spellings, defaults, durations, intervals, rates, YAML files and
     CSV traces, ``Scenario.updated``;
@@ -720,22 +720,3 @@ def test_first_connect_pair_is_parsed():
     scn = sim.load_scenario({"horizon": 60, "mqttConsumer": {"clients": 2, "outages": {"trace": [[None, 5], [10, 20]]}}})
     out = scn.consumers[0].outages
     assert out.first_connect == (5.0, 5.0) and out.traces == (((10.0, 20.0),), ((10.0, 20.0),))
-
-
-def _design_examples():
-    import re
-    from pathlib import Path
-    design = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
-    if not design.is_file():
-        return []
-    return re.findall(r"```yaml\n(.*?)```", design.read_text(), re.S)
-
-
-@pytest.mark.skipif(not _design_examples(), reason="../shared/DESIGN.md is not beside the repository")
-@pytest.mark.parametrize("index", range(len(_design_examples()) or 1))
-def test_design_md_examples_load_and_run(index, tmp_path):
-    """The scenario YAML shown in DESIGN.md is accepted as written (run here over a short horizon)."""
-    import yaml
-    scn = sim.load_scenario(yaml.safe_load(_design_examples()[index]))
-    res = sim.run(scn.updated({"horizon": min(scn.horizon, 600)}), seed=1)
-    assert res.summary["routed"] > 0
