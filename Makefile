@@ -24,7 +24,7 @@ test: $(STAMP)
 
 # Re-pin the versions that `make` installs (run after changing dependencies).
 lock:
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v -e '^-e' -e '^pip==' > constraints.txt
 
 clean:
 	rm -rf $(VENV) data/results/*.csv data/results/*.png
