@@ -5,11 +5,13 @@
 """
 from .config import BrokerConfig, ConsumerBlock, PublisherBlock, Scenario, load_scenario
 from .ledger import ConservationError
+from .outages import Backoff, Distribution, Outages
 from .protocol import DEPARTED_FATES, FATES, LOSS_CAUSES, UINT_MAX
 from .run import Result, run
 from .sweep import summarize, sweep
 from .units import ScenarioError
 
 __all__ = ["UINT_MAX", "LOSS_CAUSES", "DEPARTED_FATES", "FATES", "Scenario", "BrokerConfig", "ConsumerBlock", "PublisherBlock",
+           "Outages", "Distribution", "Backoff",
            "load_scenario", "run", "Result", "sweep", "summarize", "ScenarioError", "ConservationError"]
 __version__ = "0.1.0"
