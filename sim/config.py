@@ -496,3 +496,10 @@ def load_scenario(source: str | Path | Mapping[str, Any]) -> Scenario:
     if not isinstance(data, Mapping):
         raise ScenarioError("scenario", str(source), "must hold a YAML mapping (name, horizon, broker, mqttConsumer, mqttPublisher)")
     return Scenario.from_dict(data, base_dir=path.resolve().parent)
+
+
+def client_id_prefixes(blocks) -> list[str]:
+    """Client-id prefix of each block: its ``client id``, with the block index added when
+    several blocks share one (clients are then ``<prefix>-<n>``)."""
+    names = [b.client_id for b in blocks]
+    return [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]

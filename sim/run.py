@@ -18,7 +18,7 @@ import simpy
 
 from .broker import Broker
 from .clients import Fleet, Publisher
-from .config import Scenario
+from .config import Scenario, client_id_prefixes
 from .eventlog import EventLog
 from .ledger import FateLedger
 from .memory import MemoryMonitor
@@ -37,6 +37,7 @@ class Result:
     events: pd.DataFrame
     messages: pd.DataFrame | None
     wall_seconds: float
+    engine: str = "exact"  #: "exact" (message by message) or "interval" (see sim.run's ``engine``)
 
     def __repr__(self) -> str:
         s = self.summary
@@ -44,29 +45,57 @@ class Result:
                 f"lost={int(s['lost'])} loss_ratio={s['loss_ratio']:.4g} peak={s['memory_peak_bytes']:.0f} B>")
 
 
-def client_id_prefixes(blocks) -> list[str]:
-    """Client-id prefix of each block: its ``client id``, with the block index added when
-    several blocks share one (clients are then ``<prefix>-<n>``)."""
-    names = [b.client_id for b in blocks]
-    return [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+#: ``engine="auto"`` uses the interval engine when it can compute the scenario and the
+#: message-by-message engine would visit more (message, consumer) pairs than this.
+AUTO_INTERVAL_PAIRS = 2_000_000
+
+ENGINES = ("auto", "exact", "interval")
+
+
+class EngineError(ValueError):
+    """The chosen engine cannot compute this scenario (names what it does not support)."""
 
 
 def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = None, record_events: bool = True,
-        record_memory: bool = True) -> Result:
+        record_memory: bool = True, engine: str = "auto") -> Result:
     """Simulate ``scenario`` from time 0 to its horizon with random seed ``seed``.
 
     ``record_messages`` keeps one row per (message, consumer) pair in ``Result.messages``;
-    None records them when every publisher block publishes on a schedule. Events at or after
+    None records them when every publisher block publishes on a schedule (with the exact
+    engine). Events at or after
     the horizon are not simulated. Raises :class:`~sim.ledger.ConservationError` if a pair
     ends with no fate or with two.
+
+    ``engine``: ``"exact"`` simulates message by message (:mod:`sim.broker` on SimPy);
+    ``"interval"`` computes per connection interval (:mod:`sim.interval`): the same fates,
+    counters and memory statistics for the same seed, at a cost that grows with connection
+    changes rather than messages, for the scenarios it supports (it raises
+    :class:`EngineError` naming what it does not, and keeps no per-message records);
+    ``"auto"`` (default) takes the interval engine when it can and the run is large
+    (about :data:`AUTO_INTERVAL_PAIRS` pairs or more), else the exact one.
+    ``Result.engine`` says which ran.
     """
     if not isinstance(scenario, Scenario):
         raise TypeError(f"run() needs a sim.Scenario (from sim.load_scenario), not {type(scenario).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: {seed!r} must be an integer >= 0")
+    if engine not in ENGINES:
+        raise ValueError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
+    chosen = _choose_engine(scenario, engine, record_messages is True)
     if record_messages is None:
-        record_messages = bool(scenario.publishers) and all(p.schedule is not None for p in scenario.publishers)
+        record_messages = chosen == "exact" and bool(scenario.publishers) and all(
+            p.schedule is not None for p in scenario.publishers)
     started = time.perf_counter()
+    if chosen == "interval":
+        from .interval import IntervalEngine
+
+        eng = IntervalEngine(scenario, int(seed), record_events, record_memory).run()
+        eng.fates.check_conservation()
+        per_consumer = eng.fates.fates_frame()
+        stats, memory_frame = eng.memory_result()
+        summary = _summary(scenario, seed, eng.fates, stats, eng.log, eng.sessions_final, per_consumer)
+        return Result(scenario, int(seed), summary, per_consumer, memory_frame, eng.log.frame(), None,
+                      time.perf_counter() - started, "interval")
     env = simpy.Environment()
     fates, memory, log = FateLedger(record_messages), MemoryMonitor(record_memory), EventLog(record_events)
     broker = Broker(env, scenario.broker, scenario.horizon, fates, memory, log)
@@ -85,9 +114,30 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     memory.close(scenario.horizon)
     fates.check_conservation()
     per_consumer = fates.fates_frame()
-    summary = _summary(scenario, seed, fates, memory, log, broker, per_consumer)
+    summary = _summary(scenario, seed, fates, memory.stats(scenario.horizon), log, len(broker.sessions), per_consumer)
     return Result(scenario, int(seed), summary, per_consumer, memory.frame(), log.frame(),
-                  fates.messages_frame() if record_messages else None, time.perf_counter() - started)
+                  fates.messages_frame() if record_messages else None, time.perf_counter() - started, "exact")
+
+
+def _choose_engine(scenario: Scenario, engine: str, record_messages: bool) -> str:
+    if engine == "exact":
+        return "exact"
+    from .interval import unsupported
+
+    reasons = unsupported(scenario)
+    if record_messages:
+        reasons = reasons + ["record_messages=True (per-message records are kept by the exact engine only)"]
+    if engine == "interval":
+        if reasons:
+            raise EngineError("engine 'interval' cannot compute this scenario: " + "; ".join(reasons)
+                              + " (use engine='exact' or 'auto')")
+        return "interval"
+    if reasons:
+        return "exact"
+    rate = sum(p.clients * (p.rate if p.rate is not None else len(p.schedule) / scenario.horizon)
+               for p in scenario.publishers)
+    pairs = rate * scenario.horizon * sum(c.clients for c in scenario.consumers)
+    return "interval" if pairs >= AUTO_INTERVAL_PAIRS else "exact"
 
 
 def _finish(broker: Broker, fleets: list[Fleet]) -> None:
@@ -101,7 +151,7 @@ def _finish(broker: Broker, fleets: list[Fleet]) -> None:
                     broker.settle_unrouted(msg, None)
 
 
-def _summary(scenario: Scenario, seed: int, fates: FateLedger, memory: MemoryMonitor, log: EventLog, broker: Broker,
+def _summary(scenario: Scenario, seed: int, fates: FateLedger, memory_stats: dict, log: EventLog, sessions_final: int,
              per_consumer: pd.DataFrame) -> pd.Series:
     by_fate = fates.totals()
     routed = by_fate["routed"]
@@ -120,11 +170,11 @@ def _summary(scenario: Scenario, seed: int, fates: FateLedger, memory: MemoryMon
         **{f: by_fate[f] for f in DEPARTED_FATES},
         "loss_ratio": lost / returning if returning else math.nan,
         **consumer_loss_spread(per_consumer),
-        **memory.stats(scenario.horizon),
+        **memory_stats,
         "sessions_expired": log.counters["sessions_expired"],
         "sessions_discarded": log.counters["sessions_discarded"],
         "sessions_ended": log.counters["sessions_ended"],
-        "sessions_final": len(broker.sessions),
+        "sessions_final": sessions_final,
         "connects": log.counters["connects"],
         "disconnects": log.counters["disconnects"],
         "departures": log.counters["departures"],

@@ -10,7 +10,7 @@ Layers (a module imports only from layers below its own):
    run time; measurement
 5. ``groups``                                    who a message is routed to; bulk booking
 6. ``broker``                                    packet and timer handlers
-7. ``clients``                                   SimPy processes
+7. ``clients``, ``interval``                     SimPy processes; the interval engine
 8. ``run``, ``analytic``                         one run and its Result; closed forms
 9. ``sweep``                                     experiments
 10. ``plots``                                    figures
@@ -38,7 +38,7 @@ LAYERS = [
     {"timing", "outage_plan", "ledger", "memory", "eventlog"},
     {"groups"},
     {"broker"},
-    {"clients"},
+    {"clients", "interval"},
     {"run", "analytic"},
     {"sweep"},
     {"plots"},

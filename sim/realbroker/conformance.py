@@ -50,8 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import protocol
-from ..config import ConsumerBlock, PublisherBlock, Scenario
-from ..run import client_id_prefixes
+from ..config import ConsumerBlock, PublisherBlock, Scenario, client_id_prefixes
 from .mosquitto import mosquitto_version
 
 try:  # paho-mqtt is an optional dependency (extra "broker")

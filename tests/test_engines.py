@@ -1,0 +1,211 @@
+"""The interval engine (sim/interval.py) against the message-by-message engine.
+
+Given the same scenario and seed, both engines replay the same connection histories and
+publish stream; the interval engine must give identical per-consumer fates (every column of
+``res.fates``), identical counters, and identical memory statistics (peak, time-weighted
+means, final value, byte-seconds: compared with ==, the float arithmetic is reproduced).
+Covered: scripted rule scenarios (tests/test_rules.py) and random scenarios over every
+broker setting the interval engine supports (queue limits by count and bytes, both drop
+policies, QoS 0 queueing on/off and counted or not, message expiry eager/lazy, broker
+maximum expiry, UINT_MAX read either way, DISCONNECT expiry changes, Clean Start on
+reconnects, departures with and without replacement, first connects after t = 0, back-off
+with jitter, several consumer and publisher blocks, shared or per-session message store).
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sim
+from sim.interval import publish_stream, unsupported
+from sim.run import EngineError
+
+UINT_MAX = sim.UINT_MAX
+
+
+def assert_same(scn, seed):
+    a = sim.run(scn, seed=seed, engine="exact", record_messages=False)
+    b = sim.run(scn, seed=seed, engine="interval")
+    assert a.engine == "exact" and b.engine == "interval"
+    fa = a.fates.sort_values("client_id").reset_index(drop=True)
+    fb = b.fates.sort_values("client_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(fa, fb)
+    for key in a.summary.index:
+        x, y = a.summary[key], b.summary[key]
+        assert x == y or (math.isnan(x) and math.isnan(y)), f"{key}: exact {x!r}, interval {y!r}"
+    # the memory step function: the same breakpoints and values
+    pd.testing.assert_frame_equal(a.memory, b.memory)
+    # the same lifecycle events (same-instant order may differ between engines)
+    cols = ["time", "client_id", "event", "session_present", "session_expiry_interval", "detail"]
+    ea = a.events[cols].astype({"time": float}).astype(str).sort_values(cols).reset_index(drop=True)
+    eb = b.events[cols].astype({"time": float}).astype(str).sort_values(cols).reset_index(drop=True)
+    pd.testing.assert_frame_equal(ea, eb)
+    return a, b
+
+
+# ------------------------------------------------------------------ scripted rule scenarios
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_rules import REGISTRY  # noqa: E402
+
+SUPPORTED = sorted(name for name, (fn, kw) in REGISTRY.items() if not unsupported(sim.load_scenario(fn(**kw))))
+
+
+def test_most_rule_scenarios_are_supported():
+    assert len(SUPPORTED) >= 50, (len(SUPPORTED), len(REGISTRY))  # the rest use latency or publisher outages
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_rule_scenarios_agree(name):
+    fn, kw = REGISTRY[name]
+    assert_same(sim.load_scenario(fn(**kw)), seed=1)
+
+
+# ------------------------------------------------------------------ shipped examples
+
+@pytest.mark.parametrize("name", ["transport_example", "uint_max_fleet", "clean_start_consumer", "scripted"])
+def test_shipped_examples_agree(name):
+    scn = sim.load_scenario(f"data/scenarios/{name}.yaml")
+    assert_same(scn.updated({"horizon": min(scn.horizon, 2 * 86400)}), seed=3)
+
+
+# ------------------------------------------------------------------ random scenarios
+
+seeds = st.integers(min_value=0, max_value=2**32 - 1)
+expiry = st.one_of(st.just(0), st.integers(1, 8), st.just(UINT_MAX))
+
+
+@st.composite
+def distributions(draw):
+    kind = draw(st.sampled_from(["exponential", "fixed", "lognormal"]))
+    if kind == "exponential":
+        return {"distribution": "exponential", "mean": draw(st.sampled_from([0.5, 2.0, 5.0]))}
+    if kind == "lognormal":
+        return {"distribution": "lognormal", "median": draw(st.sampled_from([1.0, 3.0])), "sigma": 1.0}
+    return {"distribution": "fixed", "value": draw(st.sampled_from([0.5, 1.0, 3.0]))}
+
+
+@st.composite
+def consumer_outages(draw):
+    if draw(st.integers(0, 5)) == 0:
+        return None
+    if draw(st.integers(0, 3)) == 0:
+        times = sorted(draw(st.sets(st.integers(1, 30), min_size=2, max_size=8)))
+        pairs = [[times[i], times[i + 1]] for i in range(0, len(times) - 1, 2)]
+        if draw(st.booleans()):
+            pairs[-1][1] = None
+        if draw(st.booleans()):
+            pairs.insert(0, [None, draw(st.integers(0, times[0] - 1))])  # first connect after t = 0
+        o = {"trace": pairs}
+    else:
+        o = {"up": draw(distributions()), "down": draw(distributions())}
+        p = draw(st.sampled_from([0.0, 0.0, 0.2, 0.5]))
+        if p:
+            o["leave probability"] = p
+            o["replace departed"] = draw(st.booleans())
+    if draw(st.booleans()):
+        o["disconnect"] = draw(st.sampled_from(["network", "clean"]))
+        if o["disconnect"] == "clean" and draw(st.booleans()):
+            o["disconnect session expiry interval"] = draw(expiry)
+    if draw(st.booleans()):
+        o["reconnect clean start"] = draw(st.booleans())
+    if "trace" not in o and draw(st.integers(0, 3)) == 0:
+        o["reconnect"] = {"initial delay": 0.5, "max delay": 4, "multiplier": 2, "jitter": draw(st.sampled_from([0, 0.5]))}
+    return o
+
+
+@st.composite
+def scenarios(draw):
+    limits = draw(st.booleans())
+    broker = {
+        "max queued messages": draw(st.sampled_from([0, 1, 3, 10])) if limits else 0,
+        "max queued bytes": draw(st.sampled_from([0, 0, 150, 600])) if limits else 0,
+        "queue full policy": draw(st.sampled_from(["drop-new", "drop-oldest"])),
+        "queue bytes check": draw(st.sampled_from(["fits", "below"])),
+        "queue limits count qos0": draw(st.booleans()),
+        "queue qos0 messages": draw(st.booleans()),
+        "message expiry check": draw(st.sampled_from(["eager", "lazy"])),
+        "shared message store": draw(st.booleans()),
+        "max session expiry interval": draw(st.sampled_from([UINT_MAX, UINT_MAX, 3, 0])),
+        "uint max never expires": draw(st.booleans()),
+        "queue entry overhead bytes": draw(st.sampled_from([0, 56])),
+    }
+    qos = draw(st.integers(0, 2))
+    payload = draw(st.sampled_from([0, 20, 200]))
+    mei = None if limits or draw(st.booleans()) else draw(st.integers(0, 6))
+    consumers = []
+    for i in range(draw(st.integers(1, 2))):
+        c = {"clients": draw(st.integers(1, 4)), "session expiry interval": draw(expiry),
+             "clean start": draw(st.booleans()), "qos": draw(st.integers(0, 2)),
+             "topic filter": draw(st.sampled_from(["#", "t/+"])),
+             "receive maximum": draw(st.sampled_from([1, 65535]))}
+        o = draw(consumer_outages())
+        if o is not None:
+            c["outages"] = o
+        consumers.append(c)
+    publishers = []
+    for i in range(draw(st.integers(1, 2))):
+        p = {"clients": draw(st.integers(1, 2)), "qos": qos, "topic": draw(st.sampled_from(["t/{id}", "u/{id}"])),
+             "payload bytes": payload,
+             "session expiry interval": draw(st.sampled_from([0, 5, UINT_MAX])), "clean start": draw(st.booleans())}
+        if draw(st.integers(0, 2)) == 0:
+            p["schedule"] = sorted(draw(st.lists(st.integers(0, 30), min_size=1, max_size=30)))
+        else:
+            p["rate"] = draw(st.sampled_from([0.5, 1.0, 3.0]))
+        if mei is not None:
+            p["message expiry interval"] = mei
+        publishers.append(p)
+    return {"name": "engines", "horizon": draw(st.sampled_from([5, 15, 30, 40, 200])), "broker": broker,
+            "mqttConsumer": consumers if len(consumers) > 1 else consumers[0],
+            "mqttPublisher": publishers if len(publishers) > 1 else publishers[0]}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(d=scenarios(), seed=seeds)
+def test_random_scenarios_agree(d, seed):
+    scn = sim.load_scenario(d)
+    assert unsupported(scn) == []
+    assert_same(scn, seed)
+
+
+# ------------------------------------------------------------------ choosing the engine
+
+def test_unsupported_features_are_refused_by_name():
+    scn = sim.load_scenario({"horizon": 60, "mqttConsumer": {"network latency": 0.1},
+                             "mqttPublisher": {"rate": 1, "outages": {"trace": [[5, 10]]}}})
+    with pytest.raises(EngineError) as err:
+        sim.run(scn, engine="interval")
+    text = str(err.value)
+    assert "mqttConsumer.network latency" in text and "mqttPublisher.outages" in text
+    assert sim.run(scn, engine="auto").engine == "exact"  # auto falls back to the exact engine
+    with pytest.raises(EngineError, match="record_messages"):
+        sim.run(sim.load_scenario({"horizon": 60, "mqttConsumer": {}, "mqttPublisher": {"rate": 1}}),
+                engine="interval", record_messages=True)
+    with pytest.raises(ValueError, match="engine: 'fast' is not one of"):
+        sim.run(scn, engine="fast")
+
+
+def test_auto_picks_the_interval_engine_for_large_runs():
+    small = sim.load_scenario({"horizon": 60, "mqttConsumer": {}, "mqttPublisher": {"rate": 1}})
+    assert sim.run(small).engine == "exact"
+    big = sim.load_scenario("data/scenarios/uint_max_fleet.yaml").updated({"horizon": "1y"})
+    res = sim.run(big, record_events=False)
+    assert res.engine == "interval"
+
+
+def test_publish_stream_is_the_exact_engines():
+    """The interval engine's publish times are the message-by-message engine's, to the bit."""
+    scn = sim.load_scenario({"horizon": 500, "mqttConsumer": {},
+                             "mqttPublisher": [{"clients": 2, "rate": 3, "topic": "a/{id}"},
+                                               {"schedule": [0, 0.1, 0.2, 7.3], "topic": "b"}]})
+    res = sim.run(scn, seed=9, engine="exact", record_messages=True)
+    stream = publish_stream(scn, np.random.SeedSequence(9).spawn(2)[1])
+    want = np.sort(res.messages["published_at"].to_numpy())
+    assert np.array_equal(np.sort(stream.t), want)
