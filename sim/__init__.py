@@ -7,11 +7,12 @@ from .config import BrokerConfig, ConsumerBlock, PublisherBlock, Scenario, load_
 from .ledger import ConservationError
 from .outages import Backoff, Distribution, Outages
 from .protocol import DEPARTED_FATES, FATES, LOSS_CAUSES, UINT_MAX
-from .run import Result, run
+from .run import EngineError, Result, run
 from .sweep import summarize, sweep
 from .units import ScenarioError
 
 __all__ = ["UINT_MAX", "LOSS_CAUSES", "DEPARTED_FATES", "FATES", "Scenario", "BrokerConfig", "ConsumerBlock", "PublisherBlock",
            "Outages", "Distribution", "Backoff",
-           "load_scenario", "run", "Result", "sweep", "summarize", "ScenarioError", "ConservationError"]
+           "load_scenario", "run", "Result", "sweep", "summarize", "ScenarioError", "ConservationError",
+           "EngineError"]
 __version__ = "0.1.0"

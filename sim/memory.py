@@ -8,6 +8,7 @@ afresh at a moment (a warm-up period ends) without touching the step function it
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .entities import CONNECTED, OFFLINE, STRANDED
@@ -129,3 +130,28 @@ class MemoryMonitor:
             "queued_messages_mean": self.queued_area / h,
             "queued_messages_peak": float(qpeak),
         }
+
+
+def thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
+    """At most about ``max_points`` rows of a memory step function, for plotting.
+
+    The time axis is cut into equal bins; in each bin the first row, the row with the most
+    bytes and the last row are kept (so every peak stays visible, and the value entering the
+    next bin is right), and the final row always. Statistics (peak, means, byte-seconds)
+    come from the full step function in the summary, never from a thinned frame.
+    """
+    n = len(frame)
+    if max_points is None or n <= max_points:
+        return frame
+    if max_points < 4:
+        raise ValueError(f"memory_points: {max_points!r} must be >= 4")
+    bins = max(1, (max_points - 1) // 3)
+    t = frame["time"].to_numpy(dtype=float)
+    edges = np.linspace(t[0], t[-1], bins + 1)
+    b = np.clip(np.searchsorted(edges, t, "right") - 1, 0, bins - 1)
+    starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+    ends = np.r_[starts[1:], n] - 1
+    total = frame["bytes"].to_numpy()
+    peaks = np.array([s + int(np.argmax(total[s:e + 1])) for s, e in zip(starts, ends)], dtype=np.int64)
+    keep = np.unique(np.concatenate([starts, peaks, ends, [n - 1]]))
+    return frame.iloc[keep].reset_index(drop=True)

@@ -21,7 +21,7 @@ from .clients import Fleet, Publisher
 from .config import Scenario, client_id_prefixes
 from .eventlog import EventLog
 from .ledger import FateLedger
-from .memory import MemoryMonitor
+from .memory import MemoryMonitor, thin
 from .protocol import DEPARTED_FATES, LOSS_CAUSES
 
 
@@ -56,8 +56,12 @@ class EngineError(ValueError):
     """The chosen engine cannot compute this scenario (names what it does not support)."""
 
 
+#: Most (message, consumer) rows ``record_messages=True`` may keep (about 2 GB as a DataFrame).
+MAX_MESSAGE_ROWS = 20_000_000
+
+
 def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = None, record_events: bool = True,
-        record_memory: bool = True, engine: str = "auto") -> Result:
+        record_memory: bool = True, engine: str = "auto", memory_points: int | None = 100_000) -> Result:
     """Simulate ``scenario`` from time 0 to its horizon with random seed ``seed``.
 
     ``record_messages`` keeps one row per (message, consumer) pair in ``Result.messages``;
@@ -74,6 +78,11 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     ``"auto"`` (default) takes the interval engine when it can and the run is large
     (about :data:`AUTO_INTERVAL_PAIRS` pairs or more), else the exact one.
     ``Result.engine`` says which ran.
+
+    ``memory_points``: ``Result.memory`` is thinned to about this many rows for plotting
+    (:func:`sim.memory.thin`; None keeps every row); the summary's memory statistics always
+    come from the whole step function. ``record_messages=True`` is refused for runs that
+    would route more than :data:`MAX_MESSAGE_ROWS` pairs.
     """
     if not isinstance(scenario, Scenario):
         raise TypeError(f"run() needs a sim.Scenario (from sim.load_scenario), not {type(scenario).__name__}")
@@ -81,6 +90,10 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
         raise ValueError(f"seed: {seed!r} must be an integer >= 0")
     if engine not in ENGINES:
         raise ValueError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
+    if record_messages is True and _expected_pairs(scenario) > MAX_MESSAGE_ROWS:
+        raise ValueError(f"record_messages: this run would route about {_expected_pairs(scenario):,.0f} (message, "
+                         f"consumer) pairs, more rows than can be kept ({MAX_MESSAGE_ROWS:,}); use the summary and "
+                         "res.fates, or a shorter horizon")
     chosen = _choose_engine(scenario, engine, record_messages is True)
     if record_messages is None:
         record_messages = chosen == "exact" and bool(scenario.publishers) and all(
@@ -94,7 +107,7 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
         per_consumer = eng.fates.fates_frame()
         stats, memory_frame = eng.memory_result()
         summary = _summary(scenario, seed, eng.fates, stats, eng.log, eng.sessions_final, per_consumer)
-        return Result(scenario, int(seed), summary, per_consumer, memory_frame, eng.log.frame(), None,
+        return Result(scenario, int(seed), summary, per_consumer, thin(memory_frame, memory_points), eng.log.frame(), None,
                       time.perf_counter() - started, "interval")
     env = simpy.Environment()
     fates, memory, log = FateLedger(record_messages), MemoryMonitor(record_memory), EventLog(record_events)
@@ -115,7 +128,7 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     fates.check_conservation()
     per_consumer = fates.fates_frame()
     summary = _summary(scenario, seed, fates, memory.stats(scenario.horizon), log, len(broker.sessions), per_consumer)
-    return Result(scenario, int(seed), summary, per_consumer, memory.frame(), log.frame(),
+    return Result(scenario, int(seed), summary, per_consumer, thin(memory.frame(), memory_points), log.frame(),
                   fates.messages_frame() if record_messages else None, time.perf_counter() - started, "exact")
 
 
@@ -134,10 +147,14 @@ def _choose_engine(scenario: Scenario, engine: str, record_messages: bool) -> st
         return "interval"
     if reasons:
         return "exact"
-    rate = sum(p.clients * (p.rate if p.rate is not None else len(p.schedule) / scenario.horizon)
+    return "interval" if _expected_pairs(scenario) >= AUTO_INTERVAL_PAIRS else "exact"
+
+
+def _expected_pairs(scenario: Scenario) -> float:
+    """About how many (message, consumer) pairs a run routes: messages published x consumers."""
+    msgs = sum(p.clients * (p.rate * scenario.horizon if p.rate is not None else len(p.schedule))
                for p in scenario.publishers)
-    pairs = rate * scenario.horizon * sum(c.clients for c in scenario.consumers)
-    return "interval" if pairs >= AUTO_INTERVAL_PAIRS else "exact"
+    return msgs * sum(c.clients for c in scenario.consumers)
 
 
 def _finish(broker: Broker, fleets: list[Fleet]) -> None:

@@ -209,3 +209,43 @@ def test_publish_stream_is_the_exact_engines():
     stream = publish_stream(scn, np.random.SeedSequence(9).spawn(2)[1])
     want = np.sort(res.messages["published_at"].to_numpy())
     assert np.array_equal(np.sort(stream.t), want)
+
+
+# ------------------------------------------------------------------ long horizons, bounded outputs
+
+@pytest.mark.parametrize("engine", ["exact", "interval"])
+def test_one_second_expiry_near_uint_max_and_a_horizon_beyond_it(engine):
+    """Time is float seconds; near t = 4.29e9 s the spacing of floats is about 1e-6 s, so a
+    1 s Session Expiry Interval still behaves as 1 s (horizon 200 years, beyond UINT_MAX)."""
+    T0 = 4_294_967_000
+    scn = sim.load_scenario({
+        "name": "late", "horizon": "200y", "broker": {"max queued messages": 0},
+        "mqttConsumer": {"client id": "c", "session expiry interval": 1, "clean start": False, "qos": 1,
+                         "outages": {"trace": [[T0, T0 + 2]]}},
+        "mqttPublisher": {"client id": "p", "qos": 1,
+                          "schedule": [T0 - 1, T0 + 0.5, T0 + 0.999, T0 + 1.0, T0 + 1.5, T0 + 2.0, T0 + 2.5]}})
+    assert scn.horizon == 200 * 365 * 86400 > UINT_MAX
+    res = sim.run(scn, seed=0, engine=engine)
+    s = res.summary
+    # T0-1, T0+2, T0+2.5 delivered; T0+0.5 and T0+0.999 die with the session at T0+1;
+    # T0+1.0 (the expiry instant) and T0+1.5 find no session
+    assert (s["delivered"], s["lost_session_expired"], s["lost_no_session"]) == (3, 2, 2)
+    ev = res.events
+    assert ev.loc[ev["event"] == "session_expired", "time"].tolist() == [T0 + 1.0]
+
+
+def test_memory_frame_is_thinned_for_plotting_but_statistics_are_whole():
+    scn = sim.load_scenario("data/scenarios/uint_max_fleet.yaml").updated({"horizon": "2d"})
+    full = sim.run(scn, seed=1, engine="interval", memory_points=None)
+    thin = sim.run(scn, seed=1, engine="interval", memory_points=300)
+    assert len(full.memory) > 1000 and len(thin.memory) <= 300
+    pd.testing.assert_series_equal(full.summary, thin.summary)
+    assert thin.memory["bytes"].max() == full.memory["bytes"].max()  # the peak row is kept
+    assert thin.memory.iloc[-1].equals(full.memory.iloc[-1])  # and the final one
+    assert thin.memory["time"].is_monotonic_increasing
+
+
+def test_per_message_records_refused_for_runs_too_big_to_hold():
+    scn = sim.load_scenario("benchmarks/fleet_uint_max.yaml")
+    with pytest.raises(ValueError, match="record_messages: this run would route about"):
+        sim.run(scn, record_messages=True)
