@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -47,12 +48,71 @@ def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def _one(scenario: Scenario, cell: dict[str, Any], replication: int, run_seed: int) -> dict[str, Any]:
-    res = run(scenario.updated(cell) if cell else scenario, seed=run_seed, record_messages=False,
-              record_events=False, record_memory=False)
+    """One run of the sweep as a row; a run that raises is recorded with its error (its
+    metrics empty) and does not stop the others."""
     row: dict[str, Any] = {**cell, "replication": replication, "run_seed": run_seed}
+    try:
+        res = run(scenario.updated(cell) if cell else scenario, seed=run_seed, record_messages=False,
+                  record_events=False, record_memory=False)
+    except Exception as exc:  # noqa: BLE001 - recorded, not lost: the row names it
+        row["error"] = f"{type(exc).__name__}: {exc}"
+        return row
     row.update({k: v for k, v in res.summary.to_dict().items() if k not in cell})  # a grid value (e.g. horizon) wins
     row["wall_seconds"] = res.wall_seconds
+    row["error"] = ""
     return row
+
+
+def run_columns(grid_keys: Sequence[str]) -> list[str]:
+    """The columns of a runs file, in order: grid keys, replication, run_seed, the summary
+    fields, wall_seconds and error (empty when the run finished)."""
+    from .run import SUMMARY_FIELDS
+
+    return [*grid_keys, "replication", "run_seed", *(f for f in SUMMARY_FIELDS if f not in grid_keys),
+            "wall_seconds", "error"]
+
+
+class RunsFile:
+    """An append-only CSV of finished runs that survives being killed at any instant.
+
+    Each run is appended as one complete line by a single ``os.write`` of the whole line (the
+    header with the first one). Reading it back, a trailing line without its newline — a
+    row torn by a kill in the middle of writing it — is cut off the file and not read as
+    data; its run is simply run again.
+    """
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path = path
+        self.columns = columns
+
+    def read(self) -> pd.DataFrame | None:
+        if not self.path.exists():
+            return None
+        data = self.path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut < len(data):  # a torn trailing row (or header): drop it from the file too
+            with open(self.path, "r+b") as f:
+                f.truncate(cut)
+        if cut == 0:
+            return None
+        import io
+
+        df = pd.read_csv(io.BytesIO(data[:cut]))
+        self.columns = list(df.columns)  # a file written by an earlier version keeps its own columns
+        return df
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        header = not self.path.exists() or self.path.stat().st_size == 0
+        line = pd.DataFrame([[row.get(c) for c in self.columns]], columns=self.columns).to_csv(index=False,
+                                                                                                header=header)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = line.encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
 
 
 def _key(cell: Mapping[str, Any], replication: int) -> str:
@@ -86,38 +146,47 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
                               "or give a .csv path") from None
     # finished runs are appended to a CSV at once (for .parquet: a .partial.csv beside it)
     path = final.with_name(final.name + ".partial.csv") if parquet else final
+    keys = list(cells[0]) if cells else []
+    runs_file = RunsFile(path, run_columns(keys)) if path is not None else None
     done_frames = []
     if parquet and final.exists():
         done_frames.append(pd.read_parquet(final))
-    if path is not None and path.exists() and path.stat().st_size:
-        done_frames.append(pd.read_csv(path))
+    if runs_file is not None:
+        partial = runs_file.read()
+        if partial is not None:
+            done_frames.append(partial)
     if done_frames:
         done = pd.concat(done_frames, ignore_index=True)
-        keys = list(cells[0]) if cells else []
-        have = {_key({k: _restore(row[k]) for k in keys}, int(row["replication"]))  # per-column dtypes kept
-                for row in done[keys + ["replication"]].to_dict("records")}
-        rows.extend(done.to_dict("records"))
-        todo = [(c, r) for c, r in todo if _key(c, r) not in have]
+        seen: set[str] = set()
+        for row in done.to_dict("records"):
+            k = _key({c: _restore(row[c]) for c in keys}, int(row["replication"]))  # per-column dtypes kept
+            if k not in seen:  # a run in both the Parquet file and its partial CSV counts once
+                seen.add(k)
+                rows.append(row)
+        todo = [(c, r) for c, r in todo if _key(c, r) not in seen]
     bar = _progress(len(todo), progress)
     try:
         if jobs == 1:
             for cell, r in todo:
-                _keep(rows, _one(scenario, cell, r, seeds[r]), path, bar)
+                _keep(rows, _one(scenario, cell, r, seeds[r]), runs_file, bar)
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
                 futures = [pool.submit(_one, scenario, cell, r, seeds[r]) for cell, r in todo]
                 for fut in as_completed(futures):
-                    _keep(rows, fut.result(), path, bar)
+                    _keep(rows, fut.result(), runs_file, bar)
     finally:
         if bar is not None:
             bar.close()
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=runs_file.columns if runs_file is not None else run_columns(keys))
+    df["error"] = df["error"].fillna("").astype(str) if "error" in df.columns else ""
     order = list(grid or {}) + ["replication"]
     df = df.sort_values(order, kind="stable", key=lambda s: s.map(str) if s.dtype == object else s).reset_index(drop=True)
     df.attrs["grid"] = list(grid or {})
-    if parquet:
+    if parquet:  # written whole under another name, then renamed: never a half-written Parquet file
         final.parent.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(final, index=False)
+        tmp = final.with_name(final.name + ".tmp")
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, final)
         path.unlink(missing_ok=True)
     return df
 
@@ -126,11 +195,10 @@ def _restore(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _keep(rows: list, row: dict, path: Path | None, bar) -> None:
+def _keep(rows: list, row: dict, runs_file: RunsFile | None, bar) -> None:
     rows.append(row)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
+    if runs_file is not None:
+        runs_file.append(row)
     if bar is not None:
         bar.update(1)
 
@@ -144,7 +212,7 @@ def _progress(total: int, enabled: bool):
 
 
 #: Columns of a sweep's runs frame that describe the run, not its policy or its results.
-BOOKKEEPING = ("replication", "run_seed", "wall_seconds")
+BOOKKEEPING = ("replication", "run_seed", "wall_seconds", "error")
 
 
 def summarize(df: pd.DataFrame, by: Sequence[str] | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
