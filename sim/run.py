@@ -49,6 +49,9 @@ class Result:
 #: message-by-message engine would visit more (message, consumer) pairs than this.
 AUTO_INTERVAL_PAIRS = 2_000_000
 
+#: ... and the interval engine would hold at most about this many queued messages' records.
+AUTO_INTERVAL_HELD = 3_000_000
+
 ENGINES = ("auto", "exact", "interval")
 
 
@@ -147,7 +150,32 @@ def _choose_engine(scenario: Scenario, engine: str, record_messages: bool) -> st
         return "interval"
     if reasons:
         return "exact"
-    return "interval" if _expected_pairs(scenario) >= AUTO_INTERVAL_PAIRS else "exact"
+    if _expected_pairs(scenario) < AUTO_INTERVAL_PAIRS:
+        return "exact"
+    # the interval engine books each queued message's memory change (about 300 bytes each while
+    # it runs): past AUTO_INTERVAL_HELD of them the exact engine, slower but small, is chosen
+    return "interval" if _expected_held(scenario) <= AUTO_INTERVAL_HELD else "exact"
+
+
+def _expected_held(scenario: Scenario) -> float:
+    """About how many queued (message, session) entries a run books: the pairs routed while
+    consumers are offline (from their mean up- and down-times), plus up to a full queue for
+    each departure of a client whose session outlives it."""
+    msgs = sum(p.clients * (p.rate * scenario.horizon if p.rate is not None else len(p.schedule))
+               for p in scenario.publishers)
+    held = 0.0
+    for c in scenario.consumers:
+        o = c.outages
+        if o.up is not None:
+            up, down = o.up.mean, o.down.mean
+            offline = down / (up + down) if math.isfinite(up + down) and up + down > 0 else 1.0
+            cycles = scenario.horizon / (up + down) if math.isfinite(up + down) and up + down > 0 else 1.0
+            departures = c.clients * cycles * (o.leave_probability or 0.0)
+        else:
+            offline, departures = 1.0, c.clients
+        cap = scenario.broker.max_queued_messages or msgs
+        held += c.clients * msgs * offline + departures * min(cap, msgs)
+    return held
 
 
 def _expected_pairs(scenario: Scenario) -> float:
