@@ -12,9 +12,9 @@ Layers (a module imports only from layers below its own):
 6. ``broker``                                    packet and timer handlers
 7. ``clients``, ``interval``                     SimPy processes; the interval engine
 8. ``run``, ``analytic``                         one run and its Result; closed forms
-9. ``sweep``                                     experiments
-10. ``plots``                                    figures
-11. ``cli``                                      the command line
+9. ``sweep``, then ``compare``                   experiments; paired comparisons
+11. ``plots``                                    figures
+12. ``cli``                                      the command line
 
 ``sim.realbroker`` (a real Mosquitto, the paho driver, calibration, log import) sits on top
 and is optional: nothing in the core imports it.
@@ -41,6 +41,7 @@ LAYERS = [
     {"clients", "interval"},
     {"run", "analytic"},
     {"sweep"},
+    {"compare"},
     {"plots"},
     {"cli"},
 ]
