@@ -180,7 +180,7 @@ class Publisher(Client):
                       b.message_expiry_interval, self.store_bytes)
         if self.can_reroute:
             msg.routed_to = set()
-        fates.published += 1
+        fates.publish(msg)
         if self.connected:
             self.send(msg)
         elif len(self.buffer) < b.offline_buffer:

@@ -44,7 +44,7 @@ from .config import Scenario, client_id_prefixes
 from .entities import CONNECTED, OFFLINE, STRANDED
 from .eventlog import EventLog
 from .ledger import FateLedger
-from .memory import CATEGORIES, COLUMNS
+from .memory import CATEGORIES, COLUMNS, growth_per_day
 from .outage_plan import OutagePlan, reconnect_time
 
 STORE = 3
@@ -372,8 +372,14 @@ class IntervalEngine:
         peak, qpeak = max(peak, final_total), max(qpeak, int(queued_state[-1]))
         h = H if H > 0 else 1.0
         total_area = sum(area)
+        # byte-seconds up to the midpoint, as sim.memory.MemoryMonitor.mark notes them
+        mid = H / 2
+        j = int(np.searchsorted(ut, mid, "right")) - 1
+        upto = [float(np.cumsum(np.concatenate([[0.0], cat_state[:j, i] * dt[:j]]))[-1]) for i in range(4)]
+        marked = (mid, sum(upto[i] + cat_state[j, i] * (mid - ut[j]) for i in range(4)))
         stats = {
             "memory_peak_bytes": float(peak),
+            "memory_growth_bytes_per_day": growth_per_day(0.0, marked, total_area, H),
             "memory_mean_bytes": total_area / h,
             "memory_final_bytes": float(final_total),
             "memory_byte_seconds": total_area,

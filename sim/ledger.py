@@ -35,7 +35,9 @@ class ConsumerInfo:
 class FateLedger:
     """Fate counters per consumer, and optional per-pair records (``res.messages``)."""
 
-    def __init__(self, record_messages: bool = False):
+    def __init__(self, record_messages: bool = False, warmup: float = 0.0):
+        self.warmup = warmup  # pairs of messages produced before it are not counted (see sim.run)
+        self.suspended = warmup > 0  # bulk bookings are dropped until the warm-up ends (see sim.run)
         self.consumers: list[ConsumerInfo] = []
         self.counts: list[list[int]] = []
         self.gone: list[bool] = []  # per consumer: has it left for good (see depart)
@@ -56,8 +58,15 @@ class FateLedger:
         self.consumers[consumer].departed = True
         self.gone[consumer] = True
 
+    def publish(self, msg: Message) -> None:
+        """A publisher produced ``msg``."""
+        if msg.produced_at >= self.warmup:
+            self.published += 1
+
     def route(self, consumer: int, msg: Message, t: float) -> None:
         """A (message, consumer) pair comes into being."""
+        if msg.produced_at < self.warmup:
+            return
         self.counts[consumer][ROUTED] += 1
         if self.record_messages:
             self._row_of[(msg.id, consumer)] = len(self.rows)
@@ -66,6 +75,8 @@ class FateLedger:
 
     def bulk(self, consumer: int, fate: str, n: int) -> None:
         """``n`` pairs routed to ``consumer`` that all had ``fate`` (no per-pair records)."""
+        if self.suspended:
+            return
         if self.gone[consumer]:
             fate = departed_fate(fate)
         c = self.counts[consumer]
@@ -74,6 +85,8 @@ class FateLedger:
 
     def fate(self, consumer: int, msg: Message, fate: str, t: float) -> None:
         """Give a pair that has no queue entry its fate (a departed fate once its consumer has left)."""
+        if msg.produced_at < self.warmup:
+            return
         if self.gone[consumer]:
             fate = departed_fate(fate)
         self.counts[consumer][FATE_INDEX[fate]] += 1
@@ -100,6 +113,8 @@ class FateLedger:
         self.fate(entry.consumer, entry.msg, fate, t)
 
     def duplicate(self, consumer: int, msg: Message) -> None:
+        if msg.produced_at < self.warmup:
+            return
         self.counts[consumer][DUPLICATES] += 1
         if self.record_messages:
             self.rows[self._row_of[(msg.id, consumer)]][8] += 1

@@ -38,6 +38,7 @@ class MemoryMonitor:
         self.peak = 0
         self.queued_peak = 0
         self.steps: list[tuple] = []
+        self.marked: tuple[float, float] | None = None  # (t, byte-seconds from t_start to t), see mark
         self._record(0.0)  # the step function starts at 0 bytes
 
     def total(self) -> int:
@@ -103,6 +104,12 @@ class MemoryMonitor:
         self.peak = self.total()
         self.queued_peak = self.queued
 
+    def mark(self, t: float) -> None:
+        """Note the byte-seconds accumulated up to ``t`` (now), for the growth rate; the
+        accumulation itself is not split at ``t``."""
+        dt = t - self.t_last
+        self.marked = (t, sum(self.area[i] + self.cat[i] * dt for i in range(4)))
+
     def close(self, horizon: float) -> None:
         """The run ends at ``horizon``: account for the last values up to it."""
         self._advance(horizon)
@@ -123,6 +130,7 @@ class MemoryMonitor:
         h = span if span > 0 else 1.0
         return {
             "memory_peak_bytes": float(peak),
+            "memory_growth_bytes_per_day": growth_per_day(self.t_start, self.marked, total_area, horizon),
             "memory_mean_bytes": total_area / h,
             "memory_final_bytes": float(self.total()),
             "memory_byte_seconds": total_area,
@@ -155,3 +163,19 @@ def thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
     peaks = np.array([s + int(np.argmax(total[s:e + 1])) for s, e in zip(starts, ends)], dtype=np.int64)
     keep = np.unique(np.concatenate([starts, peaks, ends, [n - 1]]))
     return frame.iloc[keep].reset_index(drop=True)
+
+
+def growth_per_day(start: float, marked: tuple[float, float] | None, total_area: float, horizon: float) -> float:
+    """How fast memory grows: the time-weighted mean over the second half of the measured
+    period [start, horizon) minus that over the first half, per day between the halves'
+    midpoints (bytes/day). About 0 once memory has settled; for sessions that never expire
+    in a fleet with departures, the rate at which stranded sessions pile up. NaN without a
+    midpoint mark."""
+    if marked is None:
+        return float("nan")
+    mid, first_area = marked
+    if not start < mid < horizon:
+        return float("nan")
+    first = first_area / (mid - start)
+    second = (total_area - first_area) / (horizon - mid)
+    return (second - first) / ((horizon - start) / 2) * 86_400.0

@@ -64,7 +64,8 @@ MAX_MESSAGE_ROWS = 20_000_000
 
 
 def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = None, record_events: bool = True,
-        record_memory: bool = True, engine: str = "auto", memory_points: int | None = 100_000) -> Result:
+        record_memory: bool = True, engine: str = "auto", memory_points: int | None = 100_000,
+        warmup: float = 0.0) -> Result:
     """Simulate ``scenario`` from time 0 to its horizon with random seed ``seed``.
 
     ``record_messages`` keeps one row per (message, consumer) pair in ``Result.messages``;
@@ -82,6 +83,12 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     (about :data:`AUTO_INTERVAL_PAIRS` pairs or more), else the exact one.
     ``Result.engine`` says which ran.
 
+    ``warmup`` (seconds, 0 <= warmup < horizon): only messages produced at or after it count
+    (published, routed, fates, loss ratio), and the time-persistent statistics (memory peak
+    and means, byte-seconds, queued messages) cover [warmup, horizon). A warning says when it
+    is shorter than the longest finite Session Expiry Interval plus the mean outage: sessions
+    started before it still hold what they queued then (docs/model.md, "Warm-up").
+
     ``memory_points``: ``Result.memory`` is thinned to about this many rows for plotting
     (:func:`sim.memory.thin`; None keeps every row); the summary's memory statistics always
     come from the whole step function. ``record_messages=True`` is refused for runs that
@@ -93,11 +100,18 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
         raise ValueError(f"seed: {seed!r} must be an integer >= 0")
     if engine not in ENGINES:
         raise ValueError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float, np.integer, np.floating)) \
+            or not 0 <= warmup < scenario.horizon:
+        raise ValueError(f"warmup: {warmup!r} must be a number of seconds >= 0 and below the horizon "
+                         f"({scenario.horizon:g} s)")
+    warmup = float(warmup)
+    if warmup > 0:
+        _warn_short_warmup(scenario, warmup)
     if record_messages is True and _expected_pairs(scenario) > MAX_MESSAGE_ROWS:
         raise ValueError(f"record_messages: this run would route about {_expected_pairs(scenario):,.0f} (message, "
                          f"consumer) pairs, more rows than can be kept ({MAX_MESSAGE_ROWS:,}); use the summary and "
                          "res.fates, or a shorter horizon")
-    chosen = _choose_engine(scenario, engine, record_messages is True)
+    chosen = _choose_engine(scenario, engine, record_messages is True, warmup)
     if record_messages is None:
         record_messages = chosen == "exact" and bool(scenario.publishers) and all(
             p.schedule is not None for p in scenario.publishers)
@@ -113,8 +127,9 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
         return Result(scenario, int(seed), summary, per_consumer, thin(memory_frame, memory_points), eng.log.frame(), None,
                       time.perf_counter() - started, "interval")
     env = simpy.Environment()
-    fates, memory, log = FateLedger(record_messages), MemoryMonitor(record_memory), EventLog(record_events)
+    fates, memory, log = FateLedger(record_messages, warmup), MemoryMonitor(record_memory), EventLog(record_events)
     broker = Broker(env, scenario.broker, scenario.horizon, fates, memory, log)
+    _schedule_measurement(env, broker, warmup, scenario.horizon)
     consumer_seed, publisher_seed = np.random.SeedSequence(int(seed)).spawn(2)
     counter = itertools.count()
     fleets = [Fleet(env, broker, b, i, p, s) for (i, b), p, s in
@@ -135,12 +150,50 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
                   fates.messages_frame() if record_messages else None, time.perf_counter() - started, "exact")
 
 
-def _choose_engine(scenario: Scenario, engine: str, record_messages: bool) -> str:
+def _schedule_measurement(env: simpy.Environment, broker: Broker, warmup: float, horizon: float) -> None:
+    """The warm-up's end and the measured period's midpoint, on the simulation clock."""
+    from .timing import PRIORITY_EXPIRY, Alarm
+
+    if warmup > 0:
+        def book_warmup():  # the warm-up's pairs booked in bulk (up to now) are not counted
+            broker.members.flush_all()
+            broker.fates.suspended = False
+
+        Alarm(env, warmup, PRIORITY_EXPIRY, lambda _e: book_warmup())  # before messages at that instant
+        Alarm(env, warmup, PRIORITY_LAST, lambda _e: broker.memory.reset(env.now))  # after everything then
+    Alarm(env, warmup + (horizon - warmup) / 2, PRIORITY_LAST, lambda _e: broker.memory.mark(env.now))
+
+
+#: Same-instant priority of measurement events: after every model event at that instant.
+PRIORITY_LAST = 3
+
+
+def _warn_short_warmup(scenario: Scenario, warmup: float) -> None:
+    import warnings
+
+    from .protocol import UINT_MAX
+
+    longest = 0.0
+    for c in scenario.consumers:
+        e = min(c.session_expiry_interval, scenario.broker.max_session_expiry_interval)
+        if e == UINT_MAX and scenario.broker.uint_max_never_expires:
+            continue
+        outage = c.outages.down.mean if c.outages.up is not None else 0.0
+        longest = max(longest, e + (outage if math.isfinite(outage) else 0.0))
+    if warmup < longest:
+        warnings.warn(f"warmup {warmup:g} s is shorter than the longest finite session expiry interval plus the "
+                      f"mean outage ({longest:g} s): sessions opened during the warm-up may still hold messages "
+                      "queued before it, so the first measured stretch is not yet in steady state", stacklevel=3)
+
+
+def _choose_engine(scenario: Scenario, engine: str, record_messages: bool, warmup: float = 0.0) -> str:
     if engine == "exact":
         return "exact"
     from .interval import unsupported
 
     reasons = unsupported(scenario)
+    if warmup > 0:
+        reasons = reasons + ["warmup > 0 (the interval engine measures from t = 0)"]
     if record_messages:
         reasons = reasons + ["record_messages=True (per-message records are kept by the exact engine only)"]
     if engine == "interval":
@@ -245,7 +298,8 @@ SUMMARY_FIELDS: dict[str, tuple[float, float]] = {
     "pending": _COUNT, "departed_pairs": _COUNT, **{f: _COUNT for f in DEPARTED_FATES},
     "loss_ratio": _RATIO, "consumers_counted": _COUNT, "consumers_with_loss_fraction": _RATIO,
     **{f"consumer_loss_ratio_p{p}": _RATIO for p in SPREAD_PERCENTILES},
-    **{k: _COUNT for k in ("memory_peak_bytes", "memory_mean_bytes", "memory_final_bytes", "memory_byte_seconds",
+    "memory_peak_bytes": _COUNT, "memory_growth_bytes_per_day": (-math.inf, math.inf),
+    **{k: _COUNT for k in ("memory_mean_bytes", "memory_final_bytes", "memory_byte_seconds",
                            "memory_mean_connected_bytes", "memory_mean_offline_bytes", "memory_mean_stranded_bytes",
                            "memory_mean_store_bytes", "queued_messages_mean", "queued_messages_peak",
                            "sessions_expired", "sessions_discarded", "sessions_ended", "sessions_final", "connects",

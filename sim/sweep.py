@@ -47,13 +47,14 @@ def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def _one(scenario: Scenario, cell: dict[str, Any], replication: int, run_seed: int) -> dict[str, Any]:
+def _one(scenario: Scenario, cell: dict[str, Any], replication: int, run_seed: int,
+         warmup: float = 0.0) -> dict[str, Any]:
     """One run of the sweep as a row; a run that raises is recorded with its error (its
     metrics empty) and does not stop the others."""
     row: dict[str, Any] = {**cell, "replication": replication, "run_seed": run_seed}
     try:
         res = run(scenario.updated(cell) if cell else scenario, seed=run_seed, record_messages=False,
-                  record_events=False, record_memory=False)
+                  record_events=False, record_memory=False, warmup=warmup)
     except Exception as exc:  # noqa: BLE001 - recorded, not lost: the row names it
         row["error"] = f"{type(exc).__name__}: {exc}"
         return row
@@ -120,11 +121,12 @@ def _key(cell: Mapping[str, Any], replication: int) -> str:
 
 
 def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, replications: int = 10, seed: int = 0,
-          jobs: int = 1, out: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+          jobs: int = 1, out: str | Path | None = None, progress: bool = True, warmup: float = 0.0) -> pd.DataFrame:
     """Run every grid cell ``replications`` times; one row per run (grid values, replication, summary).
 
     ``grid`` maps dotted field paths (``"mqttConsumer.session expiry interval"``) to lists of
     values. ``jobs`` > 1 runs in that many processes; results do not depend on it.
+    ``warmup`` (seconds) is passed to every :func:`sim.run`.
     """
     if isinstance(replications, bool) or not isinstance(replications, int) or replications < 1:
         raise ValueError(f"replications: {replications!r} must be an integer >= 1")
@@ -168,10 +170,10 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
     try:
         if jobs == 1:
             for cell, r in todo:
-                _keep(rows, _one(scenario, cell, r, seeds[r]), runs_file, bar)
+                _keep(rows, _one(scenario, cell, r, seeds[r], warmup), runs_file, bar)
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(_one, scenario, cell, r, seeds[r]) for cell, r in todo]
+                futures = [pool.submit(_one, scenario, cell, r, seeds[r], warmup) for cell, r in todo]
                 for fut in as_completed(futures):
                     _keep(rows, fut.result(), runs_file, bar)
     finally:
