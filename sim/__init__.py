@@ -10,10 +10,11 @@ from .outages import Backoff, Distribution, Outages
 from .protocol import DEPARTED_FATES, FATES, LOSS_CAUSES, UINT_MAX
 from .run import EngineError, Result, run
 from .sweep import summarize, sweep
+from .study import load_study
 from .units import ScenarioError
 
 __all__ = ["UINT_MAX", "LOSS_CAUSES", "DEPARTED_FATES", "FATES", "Scenario", "BrokerConfig", "ConsumerBlock", "PublisherBlock",
            "Outages", "Distribution", "Backoff",
-           "load_scenario", "run", "Result", "sweep", "summarize", "compare", "ScenarioError", "ConservationError",
+           "load_scenario", "run", "Result", "sweep", "summarize", "compare", "load_study", "ScenarioError", "ConservationError",
            "EngineError"]
 __version__ = "0.1.0"

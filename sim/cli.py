@@ -3,6 +3,7 @@
     mqtt-sim run SCENARIO.yaml [--seed N] [--out DIR] [--messages]
     mqtt-sim sweep SCENARIO.yaml --grid "mqttConsumer.session expiry interval=0,15,uint_max" \
         [--grid ...] [--replications N] [--seed N] [--jobs N] --out RUNS.csv|.parquet
+    mqtt-sim sweep STUDY.yaml [--jobs N] [--out RUNS.csv|.parquet]     (data/sweeps/*.yaml)
     mqtt-sim plot RUNS.csv --out FIGURE.png
     mqtt-sim demo [--out DIR] [--replications N] [--jobs N]
 
@@ -78,17 +79,33 @@ def _read_runs(path: str) -> pd.DataFrame:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .study import is_study_file, load_study
     from .sweep import summarize, sweep
 
-    scn = load_scenario(args.scenario)
-    grid = parse_grid(args.grid or [])
-    runs = sweep(scn, grid, replications=args.replications, seed=args.seed, jobs=args.jobs, out=args.out,
-                 progress=not args.quiet)
-    table = summarize(runs, by=list(grid) or None)
+    if is_study_file(args.scenario):  # a study file: scenario, grid, replications, seed, out ...
+        if args.grid:
+            raise ScenarioError("--grid", args.grid, "is not for a study file: its grid is in the file")
+        study = load_study(args.scenario)
+        out = args.out if args.out is not None else study.out
+        if out is None:
+            raise ScenarioError("--out", None, "is missing: give --out, or 'out:' in the study file")
+        print(f"study {study.name!r}: {len(study.cells)} policies x {study.replications} replications")
+        runs = study.run(progress=not args.quiet, jobs=args.jobs, out=out)
+        keys = list(study.axes)
+    else:
+        if args.out is None:
+            raise ScenarioError("--out", None, "is missing: the runs file (.csv or .parquet)")
+        scn = load_scenario(args.scenario)
+        grid = parse_grid(args.grid or [])
+        out = args.out
+        runs = sweep(scn, grid, replications=args.replications or 10, seed=args.seed or 0, jobs=args.jobs or 1,
+                     out=out, progress=not args.quiet)
+        keys = list(grid)
+    table = summarize(runs, by=keys or None)
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.float_format", "{:,.4g}".format):
-        print(table[list(grid) + ["n", "loss_ratio", "loss_ratio_ci_low", "loss_ratio_ci_high", "departed_pairs",
-                                  "memory_peak_bytes", "memory_mean_bytes"]].to_string(index=False))
-    print(f"wrote {args.out} ({len(runs)} runs)")
+        print(table[keys + ["n", "loss_ratio", "loss_ratio_ci_low", "loss_ratio_ci_high", "departed_pairs",
+                            "memory_peak_bytes", "memory_mean_bytes"]].to_string(index=False))
+    print(f"wrote {out} ({len(runs)} runs)")
     return 0
 
 
@@ -184,13 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--messages", action="store_true", help="also record one row per (message, consumer) pair")
     r.set_defaults(func=cmd_run)
     w = sub.add_parser("sweep", help="run a policy grid with replications; one row per run")
-    w.add_argument("scenario", help="scenario YAML file")
+    w.add_argument("scenario", help="scenario YAML file (with --grid), or a study file (data/sweeps/*.yaml)")
     w.add_argument("--grid", action="append", metavar="FIELD=V1,V2",
                    help="a field and its values, e.g. 'mqttConsumer.clean start=true,false' (repeatable)")
-    w.add_argument("--replications", type=int, default=10)
-    w.add_argument("--seed", type=int, default=0)
-    w.add_argument("--jobs", type=int, default=1)
-    w.add_argument("--out", required=True, help="runs file (.csv or .parquet); a rerun resumes it")
+    w.add_argument("--replications", type=int, default=None, help="default 10")
+    w.add_argument("--seed", type=int, default=None, help="default 0")
+    w.add_argument("--jobs", type=int, default=None, help="processes (default 1, or the study file's)")
+    w.add_argument("--out", default=None, help="runs file (.csv or .parquet); a rerun resumes it")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
     w.set_defaults(func=cmd_sweep)
     pl = sub.add_parser("plot", help="loss by cause and loss-versus-memory figure from a sweep's runs file")

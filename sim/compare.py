@@ -57,34 +57,47 @@ def compare(runs: pd.DataFrame, baseline: Mapping[str, Any], metrics: Sequence[s
     m = max(1, len(others))
     level = 1 - (1 - confidence) / m
     rows = []
-    for k, pol in others:
-        common = base.index.intersection(pol.index)
-        for metric in metrics:
-            a = base.loc[common, metric].astype(float)
-            b = pol.loc[common, metric].astype(float)
-            keep = a.notna() & b.notna()
-            a, b = a[keep].to_numpy(), b[keep].to_numpy()
-            row: dict[str, Any] = dict(zip(keys, k))
-            row.update(metric=metric, n=len(a), baseline=float(np.mean(a)) if len(a) else np.nan,
-                       policy=float(np.mean(b)) if len(b) else np.nan)
-            d = b - a
-            row["difference"] = float(np.mean(d)) if len(d) else np.nan
-            if len(d) >= 2 and np.ptp(d) > 0:
-                t = stats.ttest_rel(b, a)
-                ci = t.confidence_interval(level)
-                row.update(ci_low=float(ci.low), ci_high=float(ci.high), p_value=min(1.0, float(t.pvalue) * m))
-            else:  # one pair, or the same difference in every pair: no spread to test against
-                row.update(ci_low=row["difference"], ci_high=row["difference"],
-                           p_value=np.nan if len(d) < 2 else (1.0 if row["difference"] == 0 else 0.0))
-            if len(a) >= 2 and (np.ptp(a) > 0 or np.ptp(b) > 0):
-                w = stats.ttest_ind(b, a, equal_var=False).confidence_interval(level)
-                row.update(unpaired_ci_low=float(w.low), unpaired_ci_high=float(w.high))
-            else:
-                row.update(unpaired_ci_low=row["difference"], unpaired_ci_high=row["difference"])
-            row["confidence"] = level
-            row["significant"] = bool(row["ci_low"] > 0 or row["ci_high"] < 0)
-            rows.append(row)
+    import warnings
+
+    with warnings.catch_warnings():
+        # a policy with the same value in every replication (e.g. no loss at all) is a valid
+        # sample; scipy warns about its zero spread, the interval it gives is right
+        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        for k, pol in others:
+            rows.extend(_compare_cell(keys, k, base, pol, metrics, level, m))
     return pd.DataFrame(rows)
+
+
+def _compare_cell(keys, k, base, pol, metrics, level, m) -> list[dict]:
+    """The rows of one policy ``k`` (its runs ``pol``) against the baseline's runs ``base``."""
+    rows = []
+    common = base.index.intersection(pol.index)
+    for metric in metrics:
+        a = base.loc[common, metric].astype(float)
+        b = pol.loc[common, metric].astype(float)
+        keep = a.notna() & b.notna()
+        a, b = a[keep].to_numpy(), b[keep].to_numpy()
+        row: dict[str, Any] = dict(zip(keys, k))
+        row.update(metric=metric, n=len(a), baseline=float(np.mean(a)) if len(a) else np.nan,
+                   policy=float(np.mean(b)) if len(b) else np.nan)
+        d = b - a
+        row["difference"] = float(np.mean(d)) if len(d) else np.nan
+        if len(d) >= 2 and np.ptp(d) > 0:
+            t = stats.ttest_rel(b, a)
+            ci = t.confidence_interval(level)
+            row.update(ci_low=float(ci.low), ci_high=float(ci.high), p_value=min(1.0, float(t.pvalue) * m))
+        else:  # one pair, or the same difference in every pair: no spread to test against
+            row.update(ci_low=row["difference"], ci_high=row["difference"],
+                       p_value=np.nan if len(d) < 2 else (1.0 if row["difference"] == 0 else 0.0))
+        if len(a) >= 2 and (np.ptp(a) > 0 or np.ptp(b) > 0):
+            w = stats.ttest_ind(b, a, equal_var=False).confidence_interval(level)
+            row.update(unpaired_ci_low=float(w.low), unpaired_ci_high=float(w.high))
+        else:
+            row.update(unpaired_ci_low=row["difference"], unpaired_ci_high=row["difference"])
+        row["confidence"] = level
+        row["significant"] = bool(row["ci_low"] > 0 or row["ci_high"] < 0)
+        rows.append(row)
+    return rows
 
 
 def _same(x: Any, y: Any) -> bool:

@@ -168,6 +168,10 @@ def _schedule_measurement(env: simpy.Environment, broker: Broker, warmup: float,
 PRIORITY_LAST = 3
 
 
+class WarmupWarning(UserWarning):
+    """The warm-up is shorter than the sessions it should let settle (see docs/model.md)."""
+
+
 def _warn_short_warmup(scenario: Scenario, warmup: float) -> None:
     import warnings
 
@@ -183,7 +187,8 @@ def _warn_short_warmup(scenario: Scenario, warmup: float) -> None:
     if warmup < longest:
         warnings.warn(f"warmup {warmup:g} s is shorter than the longest finite session expiry interval plus the "
                       f"mean outage ({longest:g} s): sessions opened during the warm-up may still hold messages "
-                      "queued before it, so the first measured stretch is not yet in steady state", stacklevel=3)
+                      "queued before it, so the first measured stretch is not yet in steady state", WarmupWarning,
+                      stacklevel=3)
 
 
 def _choose_engine(scenario: Scenario, engine: str, record_messages: bool, warmup: float = 0.0) -> str:

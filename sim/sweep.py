@@ -38,8 +38,15 @@ def replication_seeds(seed: int, replications: int) -> list[int]:
     return [int(s.generate_state(1, np.uint64)[0] >> np.uint64(1)) for s in np.random.SeedSequence(seed).spawn(replications)]
 
 
-def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """The full factorial of ``grid`` (dotted field path -> values), in a stable order."""
+def grid_cells(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The full factorial of ``grid`` (dotted field path -> values), in a stable order; or,
+    given a list of cells (dicts of field path -> value, all with the same keys), those."""
+    if isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)):
+        cells = [dict(c) for c in grid]
+        if not cells or any(not isinstance(c, Mapping) for c in grid) or any(set(c) != set(cells[0]) for c in cells):
+            raise ScenarioError("grid", grid, "must be a mapping of field paths to values, or a non-empty list of "
+                                "cells with the same field paths")
+        return cells
     for key, values in grid.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
             raise ScenarioError(f"grid.{key}", values, "must be a non-empty list of values")
@@ -51,10 +58,16 @@ def _one(scenario: Scenario, cell: dict[str, Any], replication: int, run_seed: i
          warmup: float = 0.0) -> dict[str, Any]:
     """One run of the sweep as a row; a run that raises is recorded with its error (its
     metrics empty) and does not stop the others."""
+    import warnings
+
+    from .run import WarmupWarning
+
     row: dict[str, Any] = {**cell, "replication": replication, "run_seed": run_seed}
     try:
-        res = run(scenario.updated(cell) if cell else scenario, seed=run_seed, record_messages=False,
-                  record_events=False, record_memory=False, warmup=warmup)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", WarmupWarning)  # said once for the whole sweep
+            res = run(scenario.updated(cell) if cell else scenario, seed=run_seed, record_messages=False,
+                      record_events=False, record_memory=False, warmup=warmup)
     except Exception as exc:  # noqa: BLE001 - recorded, not lost: the row names it
         row["error"] = f"{type(exc).__name__}: {exc}"
         return row
@@ -132,9 +145,12 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
         raise ValueError(f"replications: {replications!r} must be an integer >= 1")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs: {jobs!r} must be an integer >= 1")
-    cells = grid_cells(grid or {})
+    cells = grid_cells(grid if grid is not None else {})
+    keys = list(cells[0]) if cells else []
     for cell in cells:  # validate every cell before any simulation
         scenario.updated(cell)
+    if warmup:
+        _warn_warmup_once(scenario, cells, warmup)
     seeds = replication_seeds(seed, replications)
     todo = [(cell, r) for cell in cells for r in range(replications)]
     rows: list[dict[str, Any]] = []
@@ -148,7 +164,6 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
                               "or give a .csv path") from None
     # finished runs are appended to a CSV at once (for .parquet: a .partial.csv beside it)
     path = final.with_name(final.name + ".partial.csv") if parquet else final
-    keys = list(cells[0]) if cells else []
     runs_file = RunsFile(path, run_columns(keys)) if path is not None else None
     done_frames = []
     if parquet and final.exists():
@@ -181,9 +196,9 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
             bar.close()
     df = pd.DataFrame(rows, columns=runs_file.columns if runs_file is not None else run_columns(keys))
     df["error"] = df["error"].fillna("").astype(str) if "error" in df.columns else ""
-    order = list(grid or {}) + ["replication"]
+    order = keys + ["replication"]
     df = df.sort_values(order, kind="stable", key=lambda s: s.map(str) if s.dtype == object else s).reset_index(drop=True)
-    df.attrs["grid"] = list(grid or {})
+    df.attrs["grid"] = keys
     if parquet:  # written whole under another name, then renamed: never a half-written Parquet file
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(final.name + ".tmp")
@@ -191,6 +206,23 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
         os.replace(tmp, final)
         path.unlink(missing_ok=True)
     return df
+
+
+def _warn_warmup_once(scenario: Scenario, cells: list[dict], warmup: float) -> None:
+    import warnings
+
+    from .run import WarmupWarning, _warn_short_warmup
+
+    short = 0
+    for cell in cells:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", WarmupWarning)
+            _warn_short_warmup(scenario.updated(cell) if cell else scenario, warmup)
+        short += bool(caught)
+    if short:
+        warnings.warn(f"warmup {warmup:g} s is shorter than the longest finite session expiry interval plus the mean "
+                      f"outage in {short} of {len(cells)} policies: their first measured stretch is not yet in steady "
+                      "state (docs/model.md, 'Warm-up')", WarmupWarning, stacklevel=3)
 
 
 def _restore(value: Any) -> Any:

@@ -81,19 +81,20 @@ def test_readme_scenario_is_the_shipped_transport_example():
 def _readme_commands() -> list[list[str]]:
     text = "\n".join(b for b in blocks(ROOT / "README.md", "") if "mqtt-sim " in b)
     joined = re.sub(r"\\\n\s*", " ", text)
-    return [shlex.split(line)[1:] for line in joined.splitlines() if line.startswith("mqtt-sim ")]
+    return [shlex.split(line, comments=True)[1:] for line in joined.splitlines() if line.startswith("mqtt-sim ")]
 
 
 def test_readme_command_lines_run(scratch, capsys):
     from sim.cli import main
 
     commands = _readme_commands()
-    assert [c[0] for c in commands] == ["run", "sweep", "plot", "demo"]
+    assert [c[0] for c in commands] == ["run", "sweep", "plot", "demo", "sweep"]
     for argv in commands:
         if argv[0] == "demo":
             argv = argv + ["--quiet", "--replications", "2", "--horizon", "1h"]  # at a small size: the full demo is `make demo`
         assert main(argv) == 0, argv
-    for f in ("run1/summary.csv", "runs.csv", "policies.png", "policy_comparison.csv", "policy_comparison.png"):
+    for f in ("run1/summary.csv", "runs.csv", "policies.png", "policy_comparison.csv", "policy_comparison.png",
+              "expiry_policy.parquet"):
         assert (scratch / "data" / "results" / f).exists(), f
 
 
@@ -111,5 +112,5 @@ def test_readme_error_line_is_what_the_cli_prints(scratch, capsys):
 
 def test_every_doc_block_was_seen():
     """Guard against the fence pattern silently matching nothing."""
-    assert len(PY_DOCS) >= 3 and len(YAML_BLOCKS) >= 2 and len(_readme_commands()) == 4
+    assert len(PY_DOCS) >= 3 and len(YAML_BLOCKS) >= 2 and len(_readme_commands()) == 5
     assert os.path.basename(PY_DOCS[0]) == "README.md"
