@@ -9,7 +9,7 @@
     zip:                                         # optional: axes varied together, value by value
       broker.max queued messages: [100, 1000]    #   (combined with the grid as a product)
       broker.queue full policy: [drop-new, drop-oldest]
-    replications: 10
+    replications: 10                             # or auto, with precision: {metric: loss_ratio, relative: 0.1, max: 100}
     seed: 1
     warmup: 1d                                   # optional, seconds or a duration
     jobs: 2                                      # optional
@@ -38,7 +38,8 @@ from .config import Scenario, _StrictLoader, load_scenario
 from .protocol import UINT_MAX
 from .units import ScenarioError, as_mapping, check_keys, parse_duration, parse_int, subfield
 
-_KEYS = {"name", "description", "scenario", "grid", "zip", "replications", "seed", "warmup", "jobs", "out"}
+_KEYS = {"name", "description", "scenario", "grid", "zip", "replications", "precision", "seed", "warmup", "jobs",
+         "out"}
 _LOGSPACE_KEYS = {"logspace", "points", "include"}
 
 
@@ -50,11 +51,12 @@ class Study:
     scenario: Scenario
     cells: tuple[dict, ...]  # every policy to run (grid x zip), validated
     axes: tuple[str, ...]  # the grid and zip keys, in order
-    replications: int
+    replications: int | str  # or "auto" (see precision)
     seed: int
     warmup: float
     jobs: int
     out: Path | None
+    precision: dict | None = None  # with replications "auto": metric, relative, min, max
 
     def run(self, progress: bool = True, jobs: int | None = None, out: str | Path | None = None):
         """Run the study with :func:`sim.sweep`; returns its runs frame."""
@@ -62,7 +64,7 @@ class Study:
 
         return sweep(self.scenario, list(self.cells), replications=self.replications, seed=self.seed,
                      jobs=jobs or self.jobs, out=out if out is not None else self.out, progress=progress,
-                     warmup=self.warmup)
+                     warmup=self.warmup, precision=self.precision)
 
 
 def is_study_file(path: str | Path) -> bool:
@@ -119,7 +121,20 @@ def load_study(source: str | Path | Mapping[str, Any], base_dir: str | Path | No
                   for combo in itertools.product(*grid.values()) for row in rows)
     for cell in cells:  # every cell validated before anything runs
         scenario.updated(cell)
-    replications = parse_int(d.get("replications", 10), subfield(where, "replications"), 1)
+    reps = d.get("replications", 10)
+    if isinstance(reps, str) and reps.strip().lower() == "auto":
+        replications: int | str = "auto"
+        from .sweep import _precision_spec
+
+        try:
+            precision = _precision_spec(as_mapping(d.get("precision"), subfield(where, "precision")))
+        except ValueError as exc:
+            raise ScenarioError(subfield(where, "precision"), d.get("precision"), str(exc)) from None
+    else:
+        replications = parse_int(reps, subfield(where, "replications"), 1)
+        precision = None
+        if "precision" in d:
+            raise ScenarioError(subfield(where, "precision"), d["precision"], "goes with replications: auto")
     seed = parse_int(d.get("seed", 0), subfield(where, "seed"), 0)
     jobs = parse_int(d.get("jobs", 1), subfield(where, "jobs"), 1)
     warmup = parse_duration(d.get("warmup", 0), subfield(where, "warmup"), allow_zero=True)
@@ -133,7 +148,7 @@ def load_study(source: str | Path | Mapping[str, Any], base_dir: str | Path | No
     name = d.get("name", scenario.name)
     if not isinstance(name, str) or not name:
         raise ScenarioError(subfield(where, "name"), name, "must be a non-empty string")
-    return Study(name, scenario, cells, tuple(grid) + tuple(zipped), replications, seed, warmup, jobs, out)
+    return Study(name, scenario, cells, tuple(grid) + tuple(zipped), replications, seed, warmup, jobs, out, precision)
 
 
 def _axes(value: Any, where: str) -> dict[str, list]:

@@ -133,16 +133,30 @@ def _key(cell: Mapping[str, Any], replication: int) -> str:
     return json.dumps([{k: cell[k] for k in sorted(cell)}, replication], default=str, sort_keys=True)
 
 
-def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, replications: int = 10, seed: int = 0,
-          jobs: int = 1, out: str | Path | None = None, progress: bool = True, warmup: float = 0.0) -> pd.DataFrame:
+def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, replications: int | str = 10,
+          seed: int = 0, jobs: int = 1, out: str | Path | None = None, progress: bool = True, warmup: float = 0.0,
+          precision: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Run every grid cell ``replications`` times; one row per run (grid values, replication, summary).
 
     ``grid`` maps dotted field paths (``"mqttConsumer.session expiry interval"``) to lists of
     values. ``jobs`` > 1 runs in that many processes; results do not depend on it.
     ``warmup`` (seconds) is passed to every :func:`sim.run`.
+
+    ``replications="auto"`` adds replications to each grid point until the 95 % t-interval of
+    ``precision["metric"]`` (default ``loss_ratio``) has a half-width of at most
+    ``precision["relative"]`` (default 0.1) times its mean, starting from ``precision["min"]``
+    (default 5) and never beyond ``precision["max"]`` (default 100) replications. Replication
+    ``r`` still uses the same seed in every cell (common random numbers). The precision
+    reached per grid point is in ``df.attrs["precision"]`` (see :func:`precision_table`).
     """
+    auto = replications == "auto"
+    if auto:
+        prec = _precision_spec(precision)
+        replications = prec["min"]
+    elif precision is not None:
+        raise ValueError("precision: only with replications='auto'")
     if isinstance(replications, bool) or not isinstance(replications, int) or replications < 1:
-        raise ValueError(f"replications: {replications!r} must be an integer >= 1")
+        raise ValueError(f"replications: {replications!r} must be an integer >= 1, or 'auto'")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs: {jobs!r} must be an integer >= 1")
     cells = grid_cells(grid if grid is not None else {})
@@ -151,7 +165,7 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
         scenario.updated(cell)
     if warmup:
         _warn_warmup_once(scenario, cells, warmup)
-    seeds = replication_seeds(seed, replications)
+    seeds = replication_seeds(seed, prec["max"] if auto else replications)
     todo = [(cell, r) for cell in cells for r in range(replications)]
     rows: list[dict[str, Any]] = []
     final = Path(out) if out is not None else None
@@ -181,6 +195,35 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
                 seen.add(k)
                 rows.append(row)
         todo = [(c, r) for c, r in todo if _key(c, r) not in seen]
+    _run_all(scenario, todo, seeds, warmup, jobs, rows, runs_file, progress)
+    if auto:  # more replications where the interval is still too wide
+        while True:
+            have = _frame(rows, runs_file, keys)
+            more = []
+            for cell in cells:
+                n_now = _count(have, cell, keys)
+                want = _replications_needed(have, cell, keys, prec, n_now)
+                more += [(cell, r) for r in range(n_now, want)]
+            if not more:
+                break
+            _run_all(scenario, more, seeds, warmup, jobs, rows, runs_file, progress)
+    df = pd.DataFrame(rows, columns=runs_file.columns if runs_file is not None else run_columns(keys))
+    df["error"] = df["error"].fillna("").astype(str) if "error" in df.columns else ""
+    order = keys + ["replication"]
+    df = df.sort_values(order, kind="stable", key=lambda s: s.map(str) if s.dtype == object else s).reset_index(drop=True)
+    df.attrs["grid"] = keys
+    if auto:
+        df.attrs["precision"] = precision_table(df, prec["metric"], keys)
+    if parquet:  # written whole under another name, then renamed: never a half-written Parquet file
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(final.name + ".tmp")
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, final)
+        path.unlink(missing_ok=True)
+    return df
+
+
+def _run_all(scenario, todo, seeds, warmup, jobs, rows, runs_file, progress) -> None:
     bar = _progress(len(todo), progress)
     try:
         if jobs == 1:
@@ -194,18 +237,78 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
     finally:
         if bar is not None:
             bar.close()
-    df = pd.DataFrame(rows, columns=runs_file.columns if runs_file is not None else run_columns(keys))
-    df["error"] = df["error"].fillna("").astype(str) if "error" in df.columns else ""
-    order = keys + ["replication"]
-    df = df.sort_values(order, kind="stable", key=lambda s: s.map(str) if s.dtype == object else s).reset_index(drop=True)
-    df.attrs["grid"] = keys
-    if parquet:  # written whole under another name, then renamed: never a half-written Parquet file
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(final.name + ".tmp")
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, final)
-        path.unlink(missing_ok=True)
-    return df
+
+
+def _precision_spec(precision: Mapping[str, Any] | None) -> dict[str, Any]:
+    from .run import SUMMARY_FIELDS
+
+    p = {"metric": "loss_ratio", "relative": 0.1, "min": 5, "max": 100, **dict(precision or {})}
+    unknown = set(p) - {"metric", "relative", "min", "max"}
+    if unknown:
+        raise ValueError(f"precision: unknown keys {sorted(unknown)}; allowed: metric, relative, min, max")
+    if p["metric"] not in SUMMARY_FIELDS:
+        raise ValueError(f"precision.metric: {p['metric']!r} is not a summary field")
+    if not (isinstance(p["relative"], (int, float)) and 0 < p["relative"] < 1):
+        raise ValueError(f"precision.relative: {p['relative']!r} must be between 0 and 1 (e.g. 0.1 = +-10 %)")
+    for k in ("min", "max"):
+        if isinstance(p[k], bool) or not isinstance(p[k], int) or p[k] < 2:
+            raise ValueError(f"precision.{k}: {p[k]!r} must be an integer >= 2")
+    if p["max"] < p["min"]:
+        raise ValueError(f"precision.max: {p['max']!r} must be >= precision.min ({p['min']})")
+    return p
+
+
+def _frame(rows, runs_file, keys) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=runs_file.columns if runs_file is not None else run_columns(keys))
+
+
+def _cell_rows(df: pd.DataFrame, cell: Mapping[str, Any], keys: list[str]) -> pd.DataFrame:
+    mask = np.ones(len(df), dtype=bool)
+    for k in keys:
+        mask &= df[k].map(lambda v, want=cell[k]: _key({"v": _restore(v)}, 0) == _key({"v": want}, 0)).to_numpy()
+    return df[mask]
+
+
+def _count(df: pd.DataFrame, cell, keys) -> int:
+    return int(_cell_rows(df, cell, keys)["replication"].max() + 1) if len(_cell_rows(df, cell, keys)) else 0
+
+
+def _half_width(x: np.ndarray) -> tuple[float, float, float]:
+    """(mean, half-width of the 95 % t-interval, relative half-width; 0 when there is no spread)."""
+    from scipy import stats
+
+    x = x[~np.isnan(x)]
+    if len(x) < 2:
+        return (float(np.mean(x)) if len(x) else math.nan), math.inf, math.inf
+    mean, sem = float(np.mean(x)), float(stats.sem(x))
+    h = float(stats.t.ppf(0.975, len(x) - 1) * sem) if sem > 0 else 0.0
+    rel = 0.0 if h == 0 else (h / abs(mean) if mean != 0 else math.inf)
+    return mean, h, rel
+
+
+def _replications_needed(df, cell, keys, prec, n_now: int) -> int:
+    """How many replications the cell should have: more (at most ``max``) while the interval
+    is too wide, by the usual 1/sqrt(n) scaling from what it has."""
+    x = _cell_rows(df, cell, keys)[prec["metric"]].to_numpy(dtype=float)
+    _, _, rel = _half_width(x)
+    if rel <= prec["relative"] or n_now >= prec["max"]:
+        return n_now
+    grow = math.ceil(n_now * (rel / prec["relative"]) ** 2) if math.isfinite(rel) else 2 * n_now
+    return min(prec["max"], max(n_now + 1, grow))
+
+
+def precision_table(runs: pd.DataFrame, metric: str = "loss_ratio", by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per grid point: replications ``n``, the metric's ``mean``, the 95 % t-interval's
+    ``half_width`` and ``relative`` half-width (0 when every replication agrees)."""
+    keys = list(by) if by is not None else grid_columns(runs)
+    out = []
+    groups = runs.groupby(keys, sort=False, dropna=False) if keys else [((), runs)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        mean, h, rel = _half_width(g[metric].to_numpy(dtype=float))
+        out.append({**dict(zip(keys, key)), "n": len(g), "metric": metric, "mean": mean, "half_width": h,
+                    "relative": rel})
+    return pd.DataFrame(out)
 
 
 def _warn_warmup_once(scenario: Scenario, cells: list[dict], warmup: float) -> None:

@@ -85,3 +85,34 @@ def test_a_sweep_warns_about_a_short_warmup_once(tmp_path):
     msgs = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     # interval 5 + mean outage 4 < 10 s: settled; interval 30 + 4 > 10 s: not yet
     assert len(msgs) == 1 and "in 1 of 2 policies" in msgs[0]
+
+
+def test_replications_auto_until_the_interval_is_tight():
+    scn = sim.load_scenario(SCN)
+    runs = sim.sweep(scn, {E: [0, 5]}, replications="auto", seed=2, progress=False,
+                     precision={"metric": "loss_ratio", "relative": 0.15, "min": 4, "max": 40})
+    prec = runs.attrs["precision"].set_index(E)
+    for e in (0, 5):
+        n, rel = prec.loc[e, "n"], prec.loc[e, "relative"]
+        assert 4 <= n <= 40 and (rel <= 0.15 or n == 40), (e, n, rel)
+        assert n == (runs[E] == e).sum()
+    assert prec["n"].max() > 4  # at least one grid point needed more than the first batch
+    # common random numbers: replication r has the same seed in every cell
+    seeds = runs.groupby("replication")["run_seed"].nunique()
+    assert (seeds == 1).all()
+    with pytest.raises(ValueError, match="precision.relative"):
+        sim.sweep(scn, {E: [0]}, replications="auto", precision={"relative": 2}, progress=False)
+    with pytest.raises(ValueError, match="only with replications='auto'"):
+        sim.sweep(scn, {E: [0]}, replications=3, precision={"relative": 0.1}, progress=False)
+
+
+def test_study_file_with_automatic_replications(tmp_path):
+    study = load_study({"scenario": SCN, "grid": {E: [5]}, "replications": "auto",
+                        "precision": {"metric": "memory_mean_bytes", "relative": 0.05, "min": 3, "max": 12}},
+                       base_dir=tmp_path)
+    runs = study.run(progress=False)
+    prec = runs.attrs["precision"].iloc[0]
+    assert 3 <= prec["n"] <= 12 and (prec["relative"] <= 0.05 or prec["n"] == 12)
+    with pytest.raises(sim.ScenarioError) as err:
+        load_study({"scenario": SCN, "grid": {E: [5]}, "replications": "auto", "precision": {"relative": 5}})
+    assert err.value.field == "sweep.precision"
