@@ -90,7 +90,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if out is None:
             raise ScenarioError("--out", None, "is missing: give --out, or 'out:' in the study file")
         print(f"study {study.name!r}: {len(study.cells)} policies x {study.replications} replications")
-        runs = study.run(progress=not args.quiet, jobs=args.jobs, out=out)
+        runs = study.run(progress=not args.quiet, jobs=args.jobs, out=out, scheduler=args.scheduler)
         keys = list(study.axes)
     else:
         if args.out is None:
@@ -99,7 +99,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         grid = parse_grid(args.grid or [])
         out = args.out
         runs = sweep(scn, grid, replications=args.replications or 10, seed=args.seed or 0, jobs=args.jobs or 1,
-                     out=out, progress=not args.quiet)
+                     out=out, progress=not args.quiet, backend="dask" if args.scheduler else "processes",
+                     scheduler=args.scheduler)
         keys = list(grid)
     table = summarize(runs, by=keys or None)
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.float_format", "{:,.4g}".format):
@@ -208,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--seed", type=int, default=None, help="default 0")
     w.add_argument("--jobs", type=int, default=None, help="processes (default 1, or the study file's)")
     w.add_argument("--out", default=None, help="runs file (.csv or .parquet); a rerun resumes it")
+    w.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run on this Dask distributed scheduler (pip install 'mqtt-session-sim[dask]')")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
     w.set_defaults(func=cmd_sweep)
     pl = sub.add_parser("plot", help="loss by cause and loss-versus-memory figure from a sweep's runs file")

@@ -58,13 +58,16 @@ class Study:
     out: Path | None
     precision: dict | None = None  # with replications "auto": metric, relative, min, max
 
-    def run(self, progress: bool = True, jobs: int | None = None, out: str | Path | None = None):
-        """Run the study with :func:`sim.sweep`; returns its runs frame."""
+    def run(self, progress: bool = True, jobs: int | None = None, out: str | Path | None = None,
+            scheduler: str | None = None):
+        """Run the study with :func:`sim.sweep` (on a Dask scheduler when ``scheduler`` is given);
+        returns its runs frame."""
         from .sweep import sweep
 
         return sweep(self.scenario, list(self.cells), replications=self.replications, seed=self.seed,
                      jobs=jobs or self.jobs, out=out if out is not None else self.out, progress=progress,
-                     warmup=self.warmup, precision=self.precision)
+                     warmup=self.warmup, precision=self.precision,
+                     backend="dask" if scheduler else "processes", scheduler=scheduler)
 
 
 def is_study_file(path: str | Path) -> bool:

@@ -135,7 +135,8 @@ def _key(cell: Mapping[str, Any], replication: int) -> str:
 
 def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, replications: int | str = 10,
           seed: int = 0, jobs: int = 1, out: str | Path | None = None, progress: bool = True, warmup: float = 0.0,
-          precision: Mapping[str, Any] | None = None) -> pd.DataFrame:
+          precision: Mapping[str, Any] | None = None, backend: str = "processes",
+          scheduler: str | None = None) -> pd.DataFrame:
     """Run every grid cell ``replications`` times; one row per run (grid values, replication, summary).
 
     ``grid`` maps dotted field paths (``"mqttConsumer.session expiry interval"``) to lists of
@@ -148,7 +149,18 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
     (default 5) and never beyond ``precision["max"]`` (default 100) replications. Replication
     ``r`` still uses the same seed in every cell (common random numbers). The precision
     reached per grid point is in ``df.attrs["precision"]`` (see :func:`precision_table`).
+
+    ``backend``: ``"processes"`` (default: in this process for ``jobs=1``, else a local
+    process pool of ``jobs``) or ``"dask"`` (Dask distributed: the scheduler at ``scheduler``,
+    e.g. ``"tcp://10.0.0.5:8786"``, or a ``LocalCluster`` of ``jobs`` single-threaded workers
+    when none is given; needs ``pip install 'mqtt-session-sim[dask]'``). Rows are the same
+    whatever the backend; results are written by this process only, so a worker that dies
+    mid-sweep loses no run (Dask runs its tasks again elsewhere) and repeats none.
     """
+    if backend not in ("processes", "dask"):
+        raise ValueError(f"backend: {backend!r} is not one of processes, dask")
+    if scheduler is not None and backend != "dask":
+        raise ValueError("scheduler: only with backend='dask'")
     auto = replications == "auto"
     if auto:
         prec = _precision_spec(precision)
@@ -195,18 +207,13 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
                 seen.add(k)
                 rows.append(row)
         todo = [(c, r) for c, r in todo if _key(c, r) not in seen]
-    _run_all(scenario, todo, seeds, warmup, jobs, rows, runs_file, progress)
-    if auto:  # more replications where the interval is still too wide
-        while True:
-            have = _frame(rows, runs_file, keys)
-            more = []
-            for cell in cells:
-                n_now = _count(have, cell, keys)
-                want = _replications_needed(have, cell, keys, prec, n_now)
-                more += [(cell, r) for r in range(n_now, want)]
-            if not more:
-                break
-            _run_all(scenario, more, seeds, warmup, jobs, rows, runs_file, progress)
+    runner = _DaskRunner(scheduler, jobs) if backend == "dask" else None
+    try:
+        _sweep_runs(scenario, cells, keys, todo, seeds, warmup, jobs, rows, runs_file, progress, auto,
+                    prec if auto else None, runner)
+    finally:
+        if runner is not None:
+            runner.close()
     df = pd.DataFrame(rows, columns=runs_file.columns if runs_file is not None else run_columns(keys))
     df["error"] = df["error"].fillna("").astype(str) if "error" in df.columns else ""
     order = keys + ["replication"]
@@ -223,10 +230,27 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
     return df
 
 
-def _run_all(scenario, todo, seeds, warmup, jobs, rows, runs_file, progress) -> None:
+def _sweep_runs(scenario, cells, keys, todo, seeds, warmup, jobs, rows, runs_file, progress, auto, prec,
+                runner) -> None:
+    _run_all(scenario, todo, seeds, warmup, jobs, rows, runs_file, progress, runner)
+    while auto:  # more replications where the interval is still too wide
+        have = _frame(rows, runs_file, keys)
+        more = []
+        for cell in cells:
+            n_now = _count(have, cell, keys)
+            more += [(cell, r) for r in range(n_now, _replications_needed(have, cell, keys, prec, n_now))]
+        if not more:
+            return
+        _run_all(scenario, more, seeds, warmup, jobs, rows, runs_file, progress, runner)
+
+
+def _run_all(scenario, todo, seeds, warmup, jobs, rows, runs_file, progress, runner=None) -> None:
     bar = _progress(len(todo), progress)
     try:
-        if jobs == 1:
+        if runner is not None:
+            for row in runner.map(scenario, todo, seeds, warmup):
+                _keep(rows, row, runs_file, bar)
+        elif jobs == 1:
             for cell, r in todo:
                 _keep(rows, _one(scenario, cell, r, seeds[r], warmup), runs_file, bar)
         else:
@@ -237,6 +261,40 @@ def _run_all(scenario, todo, seeds, warmup, jobs, rows, runs_file, progress) -> 
     finally:
         if bar is not None:
             bar.close()
+
+
+class _DaskRunner:
+    """Runs of a sweep on Dask distributed: an existing scheduler, or a local cluster."""
+
+    def __init__(self, scheduler: str | None, jobs: int):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ImportError("backend: 'dask' needs dask distributed (pip install 'mqtt-session-sim[dask]')") from None
+        self.cluster = None
+        if scheduler is None:
+            self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                        host="127.0.0.1", dashboard_address=None)
+            self.client = Client(self.cluster)
+        else:
+            self.client = Client(scheduler, timeout="30s")
+
+    def map(self, scenario, todo, seeds, warmup):
+        """Each run's row as it finishes. A task whose worker dies is run again by the
+        scheduler on another worker; its row reaches this process once."""
+        from distributed import as_completed as dask_completed
+
+        scn = self.client.scatter(scenario, broadcast=True)
+        futures = [self.client.submit(_one, scn, cell, r, seeds[r], warmup, pure=False, retries=3)
+                   for cell, r in todo]
+        for fut in dask_completed(futures):
+            yield fut.result()
+            fut.release()
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
 
 
 def _precision_spec(precision: Mapping[str, Any] | None) -> dict[str, Any]:
