@@ -3,6 +3,7 @@
 >>> import sim
 >>> res = sim.run(sim.load_scenario("data/scenarios/transport_example.yaml"), seed=1)  # doctest: +SKIP
 """
+from .advise import Advice, advise
 from .compare import compare
 from .config import BrokerConfig, ConsumerBlock, PublisherBlock, Scenario, load_scenario
 from .ledger import ConservationError
@@ -15,6 +16,6 @@ from .units import ScenarioError
 
 __all__ = ["UINT_MAX", "LOSS_CAUSES", "DEPARTED_FATES", "FATES", "Scenario", "BrokerConfig", "ConsumerBlock", "PublisherBlock",
            "Outages", "Distribution", "Backoff",
-           "load_scenario", "run", "Result", "sweep", "summarize", "compare", "load_study", "ScenarioError", "ConservationError",
+           "load_scenario", "run", "Result", "sweep", "summarize", "compare", "load_study", "advise", "Advice", "ScenarioError", "ConservationError",
            "EngineError"]
 __version__ = "0.1.0"

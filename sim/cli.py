@@ -5,6 +5,7 @@
         [--grid ...] [--replications N] [--seed N] [--jobs N] --out RUNS.csv|.parquet
     mqtt-sim sweep STUDY.yaml [--jobs N] [--out RUNS.csv|.parquet]     (data/sweeps/*.yaml)
     mqtt-sim plot RUNS.csv --out FIGURE.png
+    mqtt-sim advise SCENARIO.yaml --max-loss 0.1% [--memory 2GiB] [--replications N] [--out DIR]
     mqtt-sim demo [--out DIR] [--replications N] [--jobs N]
 
 A scenario error prints one line, ``error: <field>: <value> <what is allowed>``, and exits 2.
@@ -186,6 +187,35 @@ def demo_table(table: pd.DataFrame) -> pd.DataFrame:
     return show
 
 
+def cmd_advise(args: argparse.Namespace) -> int:
+    """The least-memory policy meeting a loss target and a memory budget (sim.advise)."""
+    from .advise import advise
+    from .plots import advice_figure
+
+    scn = load_scenario(args.scenario)
+    a = advise(scn, args.max_loss, memory_budget=args.memory, replications=args.replications, seed=args.seed,
+               jobs=args.jobs, progress=not args.quiet)
+    print(a.explanation)
+    cols = [c for c in ("mqttConsumer.session expiry interval", "mqttConsumer.clean start", "loss_ratio",
+                        "loss_ratio_ci_high", "memory_mean_bytes", "memory_peak_bytes_ci_high") if c in a.frontier]
+    with pd.option_context("display.width", 200, "display.float_format", "{:,.4g}".format):
+        print("loss-memory frontier:")
+        print(a.frontier[cols].to_string(index=False))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import pyarrow  # noqa: F401
+        ext, write = "parquet", (lambda df, path: df.to_parquet(path, index=False))
+    except ImportError:
+        ext, write = "csv", (lambda df, path: df.to_csv(path, index=False))
+    write(a.frontier, out / f"advice_frontier.{ext}")
+    write(a.policies, out / f"advice_policies.{ext}")
+    advice_figure(a).savefig(out / "advice.png", dpi=120, bbox_inches="tight")
+    (out / "advice.txt").write_text(a.explanation + "\n")
+    print(f"wrote {out}/advice_frontier.{ext}, advice_policies.{ext}, advice.png, advice.txt")
+    return 0
+
+
 def _policy_label(row: pd.Series) -> str:
     e = int(row["mqttConsumer.session expiry interval"])
     cs = "true" if row["mqttConsumer.clean start"] else "false"
@@ -217,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("runs", help="runs file written by 'mqtt-sim sweep' (.csv or .parquet)")
     pl.add_argument("--out", required=True, help="figure file, e.g. policies.png")
     pl.set_defaults(func=cmd_plot)
+    a = sub.add_parser("advise", help="recommend the least-memory policy meeting a loss target and a memory budget")
+    a.add_argument("scenario", help="scenario YAML file")
+    a.add_argument("--max-loss", required=True, help="loss ratio target, e.g. 0.1%% or 0.001")
+    a.add_argument("--memory", default=None, help="peak broker memory budget, e.g. 2GiB or 500MB")
+    a.add_argument("--replications", type=int, default=10)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--jobs", type=int, default=1)
+    a.add_argument("--out", default="data/results", help="folder for the frontier, the policies and the figure")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_advise)
     d = sub.add_parser("demo", help="policy comparison on the shipped example; writes CSV and PNG")
     d.add_argument("--out", default="data/results", help="output folder (default data/results)")
     d.add_argument("--replications", type=int, default=5)

@@ -29,7 +29,7 @@ from matplotlib.patches import Rectangle
 
 from .protocol import DEPARTED_FATES, LOSS_CAUSES, UINT_MAX
 
-__all__ = ["loss_by_cause", "departed_traffic", "memory_over_time", "policy_tradeoff", "policy_figure", "byte_unit", "time_unit"]
+__all__ = ["loss_by_cause", "departed_traffic", "memory_over_time", "advice_figure", "expiry_positions", "policy_tradeoff", "policy_figure", "byte_unit", "time_unit"]
 
 #: Display names of the loss causes (legend entries).
 CAUSE_LABELS = {
@@ -585,4 +585,72 @@ def policy_figure(table: pd.DataFrame, *, logx: bool = False) -> Figure:
         lower.set_axis_off()
         lower.text(0.5, 0.5, "no departed-traffic columns in this table", ha="center", va="center", color="0.4")
     policy_tradeoff(table, ax=fig.add_subplot(grid[:, 1]), logx=logx)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# the policy advisor
+# ---------------------------------------------------------------------------------------------
+
+def expiry_positions(values) -> tuple[np.ndarray, list[float], list[str]]:
+    """x positions for Session Expiry Intervals on a log axis where 0 and UINT_MAX ("never")
+    get their own places: 0 one decade left of the smallest positive value, never one decade
+    right of the largest finite one. Returns (positions, tick positions, tick labels)."""
+    v = np.asarray(values, dtype=float)
+    finite = v[(v > 0) & (v < UINT_MAX)]
+    lo = finite.min() if finite.size else 1.0
+    hi = finite.max() if finite.size else 10.0
+    pos = np.where(v == 0, lo / 10, np.where(v >= UINT_MAX, hi * 10, v))
+    ticks, labels = [], []
+    for x, text in ((lo / 10, "0"), (hi * 10, "never")):
+        ticks.append(x)
+        labels.append(text)
+    for t, text in ((1, "1 s"), (60, "1 min"), (3600, "1 h"), (86_400, "1 d"), (30 * 86_400, "30 d"), (365 * 86_400, "1 y")):
+        if lo <= t <= hi:
+            ticks.append(t)
+            labels.append(text)
+    return pos, ticks, labels
+
+
+def advice_figure(advice) -> Figure:
+    """The advisor's answer: loss ratio against the Session Expiry Interval per Clean Start
+    (with the confidence band and the target), and loss against mean memory with the Pareto
+    frontier; the recommended policy is starred in both."""
+    from .advise import CS, E
+
+    t = advice.policies
+    fig = Figure(figsize=(13, 5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    pos, ticks, labels = expiry_positions(t[E])
+    t = t.assign(_x=pos)
+    for cs, g in t.groupby(CS):
+        g = g.sort_values("_x")
+        line, = left.plot(g["_x"], 100 * g["loss_ratio"], marker="o", ms=4, label=f"Clean Start {int(cs)}")
+        left.fill_between(g["_x"], 100 * g["loss_ratio_ci_low"], 100 * g["loss_ratio_ci_high"], alpha=0.2,
+                          color=line.get_color(), lw=0)
+    left.axhline(100 * advice.max_loss_ratio, color="k", ls="--", lw=1, label="loss target")
+    left.set_xscale("log")
+    left.set_xticks(ticks, labels)
+    left.set_xlabel("Session Expiry Interval (log scale; 0 and never at the ends)")
+    left.set_ylabel("Loss ratio (% of pairs of consumers that come back)")
+    left.set_title(f"Loss against expiry ({100 * advice.confidence:g} % intervals)")
+    b_name, b_size = byte_unit(float(t["memory_mean_bytes"].max()))
+    right.scatter(t["memory_mean_bytes"] / b_size, 100 * t["loss_ratio"], s=18, color="0.6", label="evaluated policy")
+    f = advice.frontier
+    right.plot(f["memory_mean_bytes"] / b_size, 100 * f["loss_ratio"], color="C3", marker="o", ms=4,
+               label="Pareto frontier")
+    right.axhline(100 * advice.max_loss_ratio, color="k", ls="--", lw=1, label="loss target")
+    if advice.pick is not None:
+        p = advice.pick
+        x = expiry_positions(list(t[E]) + [p[E]])[0][-1]
+        left.scatter([x], [100 * p["loss_ratio"]], marker="*", s=220, color="gold", edgecolor="k", zorder=5,
+                     label="recommended")
+        right.scatter([p["memory_mean_bytes"] / b_size], [100 * p["loss_ratio"]], marker="*", s=220, color="gold",
+                      edgecolor="k", zorder=5, label="recommended")
+    right.set_xlabel(f"Mean broker memory ({b_name})")
+    right.set_ylabel("Loss ratio (% of pairs of consumers that come back)")
+    right.set_title("Loss against memory")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return fig

@@ -12,7 +12,7 @@ Layers (a module imports only from layers below its own):
 6. ``broker``                                    packet and timer handlers
 7. ``clients``, ``interval``                     SimPy processes; the interval engine
 8. ``run``, ``analytic``                         one run and its Result; closed forms
-9. ``sweep``, then ``compare`` and ``study``     experiments; paired comparisons; study files
+9. ``sweep``, then ``compare``, ``study``, ``advise``   experiments; comparisons; study files; the advisor
 11. ``plots``                                    figures
 12. ``cli``                                      the command line
 
@@ -41,7 +41,7 @@ LAYERS = [
     {"clients", "interval"},
     {"run", "analytic"},
     {"sweep"},
-    {"compare", "study"},
+    {"compare", "study", "advise"},
     {"plots"},
     {"cli"},
 ]

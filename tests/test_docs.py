@@ -88,13 +88,13 @@ def test_readme_command_lines_run(scratch, capsys):
     from sim.cli import main
 
     commands = _readme_commands()
-    assert [c[0] for c in commands] == ["run", "sweep", "plot", "demo", "sweep"]
+    assert [c[0] for c in commands] == ["run", "sweep", "plot", "demo", "sweep", "advise"]
     for argv in commands:
         if argv[0] == "demo":
             argv = argv + ["--quiet", "--replications", "2", "--horizon", "1h"]  # at a small size: the full demo is `make demo`
         assert main(argv) == 0, argv
     for f in ("run1/summary.csv", "runs.csv", "policies.png", "policy_comparison.csv", "policy_comparison.png",
-              "expiry_policy.parquet"):
+              "expiry_policy.parquet", "advice_frontier.parquet", "advice.png"):
         assert (scratch / "data" / "results" / f).exists(), f
 
 
@@ -112,5 +112,5 @@ def test_readme_error_line_is_what_the_cli_prints(scratch, capsys):
 
 def test_every_doc_block_was_seen():
     """Guard against the fence pattern silently matching nothing."""
-    assert len(PY_DOCS) >= 3 and len(YAML_BLOCKS) >= 2 and len(_readme_commands()) == 5
+    assert len(PY_DOCS) >= 3 and len(YAML_BLOCKS) >= 2 and len(_readme_commands()) == 6
     assert os.path.basename(PY_DOCS[0]) == "README.md"
