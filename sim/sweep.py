@@ -263,6 +263,10 @@ def _run_all(scenario, todo, seeds, warmup, jobs, rows, runs_file, progress, run
             bar.close()
 
 
+def _batch(scenario: Scenario, items: list, warmup: float) -> list[dict[str, Any]]:
+    return [_one(scenario, cell, r, seed, warmup) for cell, r, seed in items]
+
+
 class _DaskRunner:
     """Runs of a sweep on Dask distributed: an existing scheduler, or a local cluster."""
 
@@ -280,15 +284,19 @@ class _DaskRunner:
             self.client = Client(scheduler, timeout="30s")
 
     def map(self, scenario, todo, seeds, warmup):
-        """Each run's row as it finishes. A task whose worker dies is run again by the
-        scheduler on another worker; its row reaches this process once."""
+        """Each run's row as its batch finishes. Runs go to the workers in batches (about eight
+        per worker, so the scheduler's per-task cost is spread over several runs); a batch
+        whose worker dies is run again by the scheduler on another worker, and its rows reach
+        this process once."""
         from distributed import as_completed as dask_completed
 
+        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        size = max(1, min(16, len(todo) // (8 * workers)))
+        batches = [[(cell, r, seeds[r]) for cell, r in todo[i:i + size]] for i in range(0, len(todo), size)]
         scn = self.client.scatter(scenario, broadcast=True)
-        futures = [self.client.submit(_one, scn, cell, r, seeds[r], warmup, pure=False, retries=3)
-                   for cell, r in todo]
+        futures = [self.client.submit(_batch, scn, b, warmup, pure=False, retries=3) for b in batches]
         for fut in dask_completed(futures):
-            yield fut.result()
+            yield from fut.result()
             fut.release()
 
     def close(self) -> None:
