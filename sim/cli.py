@@ -49,6 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     res = run(scn, seed=args.seed, record_messages=True if args.messages else None)
     print(f"scenario {scn.name!r}, seed {args.seed}, horizon {scn.horizon:g} s ({res.wall_seconds:.2f} s wall)")
     print(format_summary(res.summary))
+    if scn.not_simulated:
+        print("not simulated (connection settings, accepted as given): " + ", ".join(scn.not_simulated))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,8 @@ class Client:
             if outage is None or outage.start >= horizon:
                 return
             yield Alarm(env, outage.start - env.now, PRIORITY_CONNECTION)
-            final = outage.end is None  # the client leaves for good with this disconnect
+            # the client leaves for good with this disconnect (or never reconnects by itself)
+            final = outage.end is None or not self.block.auto_reconnect
             if final:
                 self.leaving()
             self.disconnect(outage.kind or out.disconnect, out.disconnect_session_expiry_interval)

@@ -25,7 +25,7 @@ import importlib.resources
 import re
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import yaml
 
@@ -237,8 +237,32 @@ def _offline_buffer(v, f) -> int:
     return parse_int(v, f, 0, what="messages; 0 = none")
 
 
+def _accepted(v, f) -> Any:
+    """A transport attribute the model does not simulate (connection settings): accepted as given."""
+    return v
+
+
+#: The MQTT transport blocks' documented attributes that only shape the connection, not the
+#: session (the stream-processing platform's mqttConsumer / mqttPublisher): accepted, stored,
+#: and listed as "not simulated" (``Scenario.not_simulated``).
+CONNECTION_ONLY = ("name", "broker", "username", "password", "tenant", "keepalive_interval", "connection_timeout",
+                   "registration_message", "user_properties", "serializer", "deserializer", "security")
+
+
+class _TransportBlock(Checked):
+    """What consumer and publisher blocks share: the transport's spellings and attributes."""
+
+    #: the transport docs' names for model fields (``clean restart`` is Clean Start)
+    ALIASES: ClassVar[dict[str, str]] = {"clean_restart": "clean_start"}
+
+    @property
+    def not_simulated(self) -> tuple[str, ...]:
+        """The connection-only attributes this block gives (keys in snake_case)."""
+        return tuple(k for k in CONNECTION_ONLY if getattr(self, k) is not None)
+
+
 @dataclass(frozen=True)
-class ConsumerBlock(Checked):
+class ConsumerBlock(_TransportBlock):
     """``mqttConsumer``: clients that subscribe to one topic filter.
 
     Every field is validated on construction (bad values raise
@@ -258,13 +282,29 @@ class ConsumerBlock(Checked):
     receive_maximum: int = spec(_receive_maximum, protocol.RECEIVE_MAXIMUM_MAX)
     network_latency: float = spec(_latency, 0.0)
     outages: Outages = spec(parse_outages, Outages())
+    auto_reconnect: bool = spec(parse_bool, True)  #: False: a client that drops does not come back
+    name: Any = spec(_accepted, None)
+    broker: Any = spec(_accepted, None)
+    username: Any = spec(_accepted, None)
+    password: Any = spec(_accepted, None)
+    tenant: Any = spec(_accepted, None)
+    keepalive_interval: Any = spec(_accepted, None)
+    connection_timeout: Any = spec(_accepted, None)
+    registration_message: Any = spec(_accepted, None)
+    user_properties: Any = spec(_accepted, None)
+    serializer: Any = spec(_accepted, None)
+    deserializer: Any = spec(_accepted, None)
+    security: Any = spec(_accepted, None)
+
+    #: a consumer's ``topic`` (the transport's word) is its topic filter
+    ALIASES: ClassVar[dict[str, str]] = {"clean_restart": "clean_start", "topic": "topic_filter"}
 
     def _check(self, where: str, raw: dict[str, Any]) -> None:
         object.__setattr__(self, "outages", self.outages.resolved(self.clients, subfield(where, "outages")))
 
 
 @dataclass(frozen=True)
-class PublisherBlock(Checked):
+class PublisherBlock(_TransportBlock):
     """``mqttPublisher``: clients that publish at a Poisson rate or on a schedule.
 
     Give exactly one of ``rate`` (messages per second, or ``"10/m"``) and ``schedule`` (publish
@@ -286,6 +326,19 @@ class PublisherBlock(Checked):
     offline_buffer: int = spec(_offline_buffer, 0)
     network_latency: float = spec(_latency, 0.0)
     outages: Outages = spec(parse_outages, Outages())
+    auto_reconnect: bool = spec(parse_bool, True)  #: False: a client that drops does not come back
+    name: Any = spec(_accepted, None)
+    broker: Any = spec(_accepted, None)
+    username: Any = spec(_accepted, None)
+    password: Any = spec(_accepted, None)
+    tenant: Any = spec(_accepted, None)
+    keepalive_interval: Any = spec(_accepted, None)
+    connection_timeout: Any = spec(_accepted, None)
+    registration_message: Any = spec(_accepted, None)
+    user_properties: Any = spec(_accepted, None)
+    serializer: Any = spec(_accepted, None)
+    deserializer: Any = spec(_accepted, None)
+    security: Any = spec(_accepted, None)
 
     def topic_of(self, index: int) -> str:
         """The topic name publisher ``index`` of this block publishes to."""
@@ -362,13 +415,28 @@ class Scenario(Checked):
     def from_dict(cls, data: Mapping[str, Any], base_dir: str | Path | None = None) -> "Scenario":
         """Validate a scenario dict in any accepted spelling; raises :class:`ScenarioError`."""
         d = as_mapping(data, "")
-        check_keys(d, set(cls.keys()), "")
+        check_keys(d, set(cls.keys()) | {"transport"}, "")
+        raw = d
+        bdir0 = Path(base_dir) if base_dir is not None else None
+        if "transport" in d:
+            d = _with_transport(d, bdir0)
         if "horizon" not in d:
             raise ScenarioError("horizon", None, f"is missing: the simulated time span ({'e.g. 60s, 30d, 1y'}), > 0")
         bdir = Path(base_dir) if base_dir is not None else None
         scn = build(cls, {"name": "scenario", **d}, "", base_dir=str(bdir) if bdir else None)
-        object.__setattr__(scn, "raw", _freeze(d))
+        object.__setattr__(scn, "raw", _freeze(raw))
         return scn
+
+    @property
+    def not_simulated(self) -> list[str]:
+        """The transport attributes the scenario gives that the model does not simulate
+        (connection settings such as broker, username, keepalive interval), by field path."""
+        out = []
+        for key, blocks in (("mqttConsumer", self.consumers), ("mqttPublisher", self.publishers)):
+            for i, b in enumerate(blocks):
+                where = f"{key}[{i}]" if len(blocks) > 1 else key
+                out += [f"{where}.{display_key(k)}" for k in b.not_simulated]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The scenario as a dict (snake_case keys) that :meth:`from_dict` reloads to an equal scenario.
@@ -503,3 +571,71 @@ def client_id_prefixes(blocks) -> list[str]:
     several blocks share one (clients are then ``<prefix>-<n>``)."""
     names = [b.client_id for b in blocks]
     return [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+#: Defaults of the stream-processing platform's MQTT transport blocks (its documentation), used
+#: for blocks read from a platform file with ``transport:`` when they leave a setting out.
+TRANSPORT_DEFAULTS = {"session_expiry_interval": 300, "clean_start": True, "qos": 0}
+
+
+def _with_transport(d: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    """The scenario with the ``mqttConsumer`` / ``mqttPublisher`` blocks of the platform file
+    ``transport`` names (found anywhere in it), each completed by the scenario's own block of
+    that kind (its keys win: outages, clients, publish rate ...) and by the platform's defaults
+    (:data:`TRANSPORT_DEFAULTS`) for what neither gives."""
+    d = dict(d)
+    path = d.pop("transport")
+    if not isinstance(path, str) or not path:
+        raise ScenarioError("transport", path, "must be the path of the platform's YAML file")
+    p = Path(path)
+    if not p.is_absolute():
+        p = (base_dir or Path.cwd()) / p
+    if not p.is_file():
+        raise ScenarioError("transport", path, "is not an existing YAML file")
+    try:
+        data = yaml.load(p.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise ScenarioError("transport", path, f"is not valid YAML: {exc}".replace("\n", " ")) from None
+    found: dict[str, list] = {"mqtt_consumer": [], "mqtt_publisher": []}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                nk = normalize_key(k)
+                if nk in found and isinstance(v, Mapping):
+                    found[nk].append(dict(v))
+                else:
+                    walk(v)
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                walk(v)
+
+    walk(data)
+    if not found["mqtt_consumer"] and not found["mqtt_publisher"]:
+        raise ScenarioError("transport", path, "holds no mqttConsumer or mqttPublisher block")
+    for kind, blocks in found.items():
+        if not blocks:
+            continue
+        own = d.get(kind)
+        owns = own if isinstance(own, list) else [own] * len(blocks)
+        if len(owns) != len(blocks):
+            raise ScenarioError(display_key(kind), own, f"must be one block, or a list of {len(blocks)} (one per "
+                                f"{display_key(kind)} block of the transport file)")
+        aliases = (ConsumerBlock if kind == "mqtt_consumer" else PublisherBlock).ALIASES
+
+        def canonical(m: Mapping[str, Any]) -> dict[str, Any]:
+            out = {}
+            for k, v in m.items():
+                nk = normalize_key(k)
+                out[aliases.get(nk, nk)] = v
+            return out
+
+        merged = []
+        for base, extra in zip(blocks, owns):
+            b = canonical(base)
+            for k, v in TRANSPORT_DEFAULTS.items():
+                b.setdefault(k, v)
+            b.update(canonical(as_mapping(extra, display_key(kind)) or {}))
+            merged.append(b)
+        d[kind] = merged if len(merged) > 1 else merged[0]
+    return d

@@ -474,7 +474,7 @@ def _slot_history(block, slot: int, streams, H: float) -> list[_History]:
             if outage is None or outage.start >= H:
                 break
             now = now + (outage.start - now)
-            final = outage.end is None
+            final = outage.end is None or not block.auto_reconnect
             kind = outage.kind or out.disconnect
             life.actions.append(("off", now, kind, out.disconnect_session_expiry_interval if kind == "clean" else None, final))
             life.targets.append(outage.start)

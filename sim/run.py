@@ -39,6 +39,11 @@ class Result:
     wall_seconds: float
     engine: str = "exact"  #: "exact" (message by message) or "interval" (see sim.run's ``engine``)
 
+    @property
+    def not_simulated(self) -> list[str]:
+        """Transport attributes of the scenario the model accepts but does not simulate."""
+        return self.scenario.not_simulated
+
     def __repr__(self) -> str:
         s = self.summary
         return (f"<Result {self.scenario.name!r} seed={self.seed}: routed={int(s['routed'])} "

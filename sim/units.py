@@ -325,8 +325,14 @@ def build(cls: type, value: object, where: str, **extra: Any) -> Any:
     if isinstance(value, cls):
         return value
     d = as_mapping(value, where)
+    for alias, name in getattr(cls, "ALIASES", {}).items():  # the transport docs' names for fields
+        if alias in d:
+            if name in d:
+                raise ScenarioError(subfield(where, alias), d[alias], f"and {display_key(name)} are the same setting: "
+                                    "give one")
+            d[name] = d.pop(alias)
     keys = cls.keys()
-    check_keys(d, set(keys), where)
+    check_keys(d, set(keys) | set(getattr(cls, "ALIASES", {})), where)
     kw = {}
     for k, v in d.items():
         f = keys[k]

@@ -43,10 +43,11 @@ def test_profiles_and_examples_live_in_the_package():
 
 
 def test_the_shipped_examples_equal_the_user_facing_copies():
-    """sim/examples/ (what the CLI runs) and data/scenarios/ (what users open) must not drift."""
+    """sim/examples/ (what the CLI runs) and data/scenarios/ (what users open) must not drift.
+    data/scenarios/ may hold more (joule_scenario.yaml, with the platform file it points to)."""
     shipped = {p.name: p.read_text() for p in EXAMPLES_DIR.iterdir() if p.name.endswith(".yaml")}
     users = {p.name: p.read_text() for p in (ROOT / "data" / "scenarios").glob("*.yaml")}
-    assert sorted(shipped) == sorted(users)
+    assert set(shipped) <= set(users) and len(shipped) >= 4
     for name in shipped:
         assert shipped[name] == users[name], f"sim/examples/{name} differs from data/scenarios/{name}: copy one over the other"
 
