@@ -284,14 +284,14 @@ class _DaskRunner:
             self.client = Client(scheduler, timeout="30s")
 
     def map(self, scenario, todo, seeds, warmup):
-        """Each run's row as its batch finishes. Runs go to the workers in batches (about eight
+        """Each run's row as its batch finishes. Runs go to the workers in batches (about sixteen
         per worker, so the scheduler's per-task cost is spread over several runs); a batch
         whose worker dies is run again by the scheduler on another worker, and its rows reach
         this process once."""
         from distributed import as_completed as dask_completed
 
         workers = max(1, len(self.client.scheduler_info().get("workers", {})))
-        size = max(1, min(16, len(todo) // (8 * workers)))
+        size = max(1, min(16, len(todo) // (16 * workers)))
         batches = [[(cell, r, seeds[r]) for cell, r in todo[i:i + size]] for i in range(0, len(todo), size)]
         scn = self.client.scatter(scenario, broadcast=True)
         futures = [self.client.submit(_batch, scn, b, warmup, pure=False, retries=3) for b in batches]
