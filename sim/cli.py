@@ -46,7 +46,7 @@ def format_summary(summary: pd.Series) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     scn = load_scenario(args.scenario)
-    res = run(scn, seed=args.seed, record_messages=True if args.messages else None)
+    res = run(scn, seed=args.seed, record_messages=True if args.messages else None, progress=not args.quiet)
     print(f"scenario {scn.name!r}, seed {args.seed}, horizon {scn.horizon:g} s ({res.wall_seconds:.2f} s wall)")
     print(format_summary(res.summary))
     if scn.not_simulated:
@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     r.add_argument("--out", help="folder for summary.csv, fates.csv, memory.csv, events.csv")
     r.add_argument("--messages", action="store_true", help="also record one row per (message, consumer) pair")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
     w = sub.add_parser("sweep", help="run a policy grid with replications; one row per run")
     w.add_argument("scenario", help="scenario YAML file (with --grid), or a study file (data/sweeps/*.yaml)")

@@ -215,7 +215,7 @@ class IntervalEngine:
         self.entries: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
 
     # ----------------------------------------------------------------- driver
-    def run(self):
+    def run(self, progress: bool = False):
         consumer_seed, publisher_seed = np.random.SeedSequence(int(self.seed)).spawn(2)
         self.stream = publish_stream(self.scn, publisher_seed)
         self.fates.published = len(self.stream.t)
@@ -238,7 +238,14 @@ class IntervalEngine:
             index[key] = self.fates.add_consumer(cids[key], bi)
         # 3. the session and the messages of each client identifier
         groups = [self._group(c) for c in self.scn.consumers]
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(lives), desc="client identifiers", unit="client")
         for bi, slot, k, hist in lives:
+            if bar is not None:
+                bar.update(1)
             key = (bi, slot, k)
             if k > 0:
                 self.log.event(hist.joined, cids[key], "consumer", "joined", detail=f"replaces {cids[(bi, slot, k - 1)]}")
@@ -253,6 +260,8 @@ class IntervalEngine:
                                interval=protocol.effective_expiry(block.session_expiry_interval,
                                                                   self.cfg.max_session_expiry_interval))
                 self.sessions_final += 1
+        if bar is not None:
+            bar.close()
         self._store_memory()
         if self.log.record:
             self.log.rows.sort(key=lambda r: r[0])

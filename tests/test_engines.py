@@ -249,3 +249,14 @@ def test_per_message_records_refused_for_runs_too_big_to_hold():
     scn = sim.load_scenario("benchmarks/fleet_uint_max.yaml")
     with pytest.raises(ValueError, match="record_messages: this run would route about"):
         sim.run(scn, record_messages=True)
+
+
+@pytest.mark.parametrize("engine", ["exact", "interval"])
+def test_a_progress_bar_changes_nothing(engine, capsys):
+    scn = sim.load_scenario("data/scenarios/uint_max_fleet.yaml").updated({"horizon": "2d"})
+    quiet = sim.run(scn, seed=4, engine=engine)
+    shown = sim.run(scn, seed=4, engine=engine, progress=True)
+    assert "100%" in capsys.readouterr().err
+    pd.testing.assert_series_equal(quiet.summary, shown.summary)
+    pd.testing.assert_frame_equal(quiet.memory, shown.memory)
+    pd.testing.assert_frame_equal(quiet.fates, shown.fates)
