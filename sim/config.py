@@ -249,11 +249,27 @@ CONNECTION_ONLY = ("name", "broker", "username", "password", "tenant", "keepaliv
                    "registration_message", "user_properties", "serializer", "deserializer", "security")
 
 
+@dataclass(frozen=True, kw_only=True)
 class _TransportBlock(Checked):
-    """What consumer and publisher blocks share: the transport's spellings and attributes."""
+    """What consumer and publisher blocks share: the transport's spellings and attributes
+    (keyword-only, so the blocks' own fields keep their positions)."""
 
     #: the transport docs' names for model fields (``clean restart`` is Clean Start)
     ALIASES: ClassVar[dict[str, str]] = {"clean_restart": "clean_start"}
+
+    auto_reconnect: bool = spec(parse_bool, True)  #: False: a client that drops does not come back
+    name: Any = spec(_accepted, None)
+    broker: Any = spec(_accepted, None)
+    username: Any = spec(_accepted, None)
+    password: Any = spec(_accepted, None)
+    tenant: Any = spec(_accepted, None)
+    keepalive_interval: Any = spec(_accepted, None)
+    connection_timeout: Any = spec(_accepted, None)
+    registration_message: Any = spec(_accepted, None)
+    user_properties: Any = spec(_accepted, None)
+    serializer: Any = spec(_accepted, None)
+    deserializer: Any = spec(_accepted, None)
+    security: Any = spec(_accepted, None)
 
     @property
     def not_simulated(self) -> tuple[str, ...]:
@@ -282,19 +298,6 @@ class ConsumerBlock(_TransportBlock):
     receive_maximum: int = spec(_receive_maximum, protocol.RECEIVE_MAXIMUM_MAX)
     network_latency: float = spec(_latency, 0.0)
     outages: Outages = spec(parse_outages, Outages())
-    auto_reconnect: bool = spec(parse_bool, True)  #: False: a client that drops does not come back
-    name: Any = spec(_accepted, None)
-    broker: Any = spec(_accepted, None)
-    username: Any = spec(_accepted, None)
-    password: Any = spec(_accepted, None)
-    tenant: Any = spec(_accepted, None)
-    keepalive_interval: Any = spec(_accepted, None)
-    connection_timeout: Any = spec(_accepted, None)
-    registration_message: Any = spec(_accepted, None)
-    user_properties: Any = spec(_accepted, None)
-    serializer: Any = spec(_accepted, None)
-    deserializer: Any = spec(_accepted, None)
-    security: Any = spec(_accepted, None)
 
     #: a consumer's ``topic`` (the transport's word) is its topic filter
     ALIASES: ClassVar[dict[str, str]] = {"clean_restart": "clean_start", "topic": "topic_filter"}
@@ -326,19 +329,6 @@ class PublisherBlock(_TransportBlock):
     offline_buffer: int = spec(_offline_buffer, 0)
     network_latency: float = spec(_latency, 0.0)
     outages: Outages = spec(parse_outages, Outages())
-    auto_reconnect: bool = spec(parse_bool, True)  #: False: a client that drops does not come back
-    name: Any = spec(_accepted, None)
-    broker: Any = spec(_accepted, None)
-    username: Any = spec(_accepted, None)
-    password: Any = spec(_accepted, None)
-    tenant: Any = spec(_accepted, None)
-    keepalive_interval: Any = spec(_accepted, None)
-    connection_timeout: Any = spec(_accepted, None)
-    registration_message: Any = spec(_accepted, None)
-    user_properties: Any = spec(_accepted, None)
-    serializer: Any = spec(_accepted, None)
-    deserializer: Any = spec(_accepted, None)
-    security: Any = spec(_accepted, None)
 
     def topic_of(self, index: int) -> str:
         """The topic name publisher ``index`` of this block publishes to."""
