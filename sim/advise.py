@@ -97,29 +97,16 @@ def advise(scenario: Scenario, max_loss_ratio: Any, memory_budget: Any = None, c
     keys = list(cells[0])
     brackets = []
     for combo in combos:
-        for _ in range(refine):
+        for step in range(refine + 1):  # bisect until the boundary is narrow, or no step is left
             table = _table(pd.concat(runs, ignore_index=True), keys, confidence, target, budget)
             mine = table[np.logical_and.reduce([table[k] == v for k, v in combo.items()])].sort_values(E)
-            hi = _bracket(mine)[1]
-            if hi is None:
-                break
-            missing = mine[(mine[E] < hi) & ~mine["meets"]]
-            if not len(missing):
-                break
-            lo = int(missing[E].max())  # bisect between the largest interval not meeting it and hi
-            if hi - lo <= max(1, 0.05 * hi):
-                break
-            mid = int(round(math.sqrt(lo * hi))) if lo > 0 else max(1, hi // 10)
-            if not lo < mid < hi:
-                mid = (lo + hi) // 2
-            if mid in set(mine[E]) or not lo < mid < hi:
+            mid = None if step == refine else _next_expiry(mine)
+            if mid is None:
+                lo, hi = _bracket(mine)
+                brackets.append({**combo, "surely_missing": lo, "meeting": hi})
                 break
             runs.append(sweep(scenario, [{E: mid, **combo}], replications=replications, seed=seed, jobs=jobs,
                               progress=False))
-        table = _table(pd.concat(runs, ignore_index=True), keys, confidence, target, budget)
-        mine = table[np.logical_and.reduce([table[k] == v for k, v in combo.items()])].sort_values(E)
-        lo, hi = _bracket(mine)
-        brackets.append({**combo, "surely_missing": lo, "meeting": hi})
     all_runs = pd.concat(runs, ignore_index=True)
     table = _table(all_runs, keys, confidence, target, budget)
     ok = table[table["meets"] & table["fits"]]
@@ -137,6 +124,27 @@ def _table(runs: pd.DataFrame, keys: list[str], confidence: float, target: float
     t["surely_misses"] = t["loss_ratio_ci_low"] > target
     t["fits"] = True if budget is None else t["memory_peak_bytes_ci_high"] <= budget
     return t.sort_values(keys[1:] + [E]).reset_index(drop=True)
+
+
+def _next_expiry(mine: pd.DataFrame) -> int | None:
+    """The expiry to evaluate next for one Clean Start/QoS (its rows, by expiry): halfway, on a
+    log scale, between the largest interval not meeting the target and the smallest meeting
+    it; None when there is nothing left to narrow (5 % or 1 s apart, or no such pair)."""
+    hi = _bracket(mine)[1]
+    if hi is None:
+        return None
+    missing = mine[(mine[E] < hi) & ~mine["meets"]]
+    if not len(missing):
+        return None
+    lo = int(missing[E].max())
+    if hi - lo <= max(1, 0.05 * hi):
+        return None
+    mid = int(round(math.sqrt(lo * hi))) if lo > 0 else max(1, hi // 10)
+    if not lo < mid < hi:
+        mid = (lo + hi) // 2
+    if mid in set(mine[E]) or not lo < mid < hi:
+        return None
+    return mid
 
 
 def _bracket(mine: pd.DataFrame) -> tuple[int | None, int | None]:
@@ -197,7 +205,7 @@ def _explain(pick, table, brackets, target, budget, confidence) -> str:
                           f"{_fmt_b(r['memory_peak_bytes_ci_high'])}" for r in near.to_dict("records"))
         return (f"No policy of the {n} evaluated meets {goal}. The nearest candidates are: {costs}. "
                 "Loosen the loss target or the memory budget, or reduce the outages the fleet sees.")
-    row = bracket_row = None
+    bracket_row = None
     for b in brackets.to_dict("records"):
         if all(b[k] == pick[k] for k in b if k in (CS, QOS)):
             bracket_row = b

@@ -44,7 +44,7 @@ from .config import Scenario, client_id_prefixes
 from .entities import CONNECTED, OFFLINE, STRANDED
 from .eventlog import EventLog
 from .ledger import FateLedger
-from .memory import CATEGORIES, COLUMNS, growth_per_day
+from .memory import COLUMNS, summary_stats
 from .outage_plan import OutagePlan, reconnect_time
 
 STORE = 3
@@ -78,12 +78,8 @@ def unsupported(scenario: Scenario) -> list[str]:
             out.append(f"{where}: publisher blocks with different QoS, payload bytes or message expiry reach it")
         if limited and any(p.message_expiry_interval is not None for p in pubs):
             out.append(f"{where}: message expiry together with queue limits")
-        if pubs and len({p.topic_of(k) for p in pubs for k in range(p.clients)}) > 0:
-            for p in pubs:
-                for k in range(p.clients):
-                    if not protocol.topic_matches(c.topic_filter, p.topic_of(k)):
-                        out.append(f"{where}: only some clients of a publisher block match its topic filter")
-                        break
+        if any(not protocol.topic_matches(c.topic_filter, p.topic_of(k)) for p in pubs for k in range(p.clients)):
+            out.append(f"{where}: only some clients of a publisher block match its topic filter")
     return sorted(set(out))
 
 
@@ -168,7 +164,6 @@ class _Group:
     payload: int
     mei: float | None  # message expiry interval, None = never
     limit: int | None  # queue capacity in messages (None = unlimited)
-    counted: bool  # the queue limits count these messages
 
     def count(self, a: float, b: float) -> int:
         """Messages at times in [a, b)."""
@@ -286,7 +281,7 @@ class IntervalEngine:
                 caps.append(b.max_queued_bytes // payload if b.queue_bytes_check == "fits"
                             else -(-b.max_queued_bytes // payload))
             limit = min(caps) if caps else None
-        return _Group(s.t[idx], idx, qos, payload, mei, limit, counted)
+        return _Group(s.t[idx], idx, qos, payload, mei, limit)
 
     # ----------------------------------------------------------------- memory
     def _store_memory(self) -> None:
@@ -327,35 +322,19 @@ class IntervalEngine:
         computes them from the same changes."""
         H = self.H
         m = self.mem
-        parts_t = [np.asarray(m.t, dtype=float), np.array([0.0, H])]
-        rows = np.array(m.rows, dtype=np.int64).reshape(-1, 7)
-        cat = [rows[:, 0], np.zeros(2, np.int64)]
-        sess = [rows[:, 1], np.zeros(2, np.int64)]
-        ent = [rows[:, 2], np.zeros(2, np.int64)]
-        msg = [rows[:, 3], np.zeros(2, np.int64)]
-        sto = [rows[:, 4], np.zeros(2, np.int64)]
-        que = [rows[:, 5], np.zeros(2, np.int64)]
-        ses = [rows[:, 6], np.zeros(2, np.int64)]
-        for (t, c, e, mm, s, q) in m.arrays:
-            parts_t.append(np.asarray(t, dtype=float))
-            cat.append(np.asarray(c, dtype=np.int64))
-            sess.append(np.zeros(len(t), np.int64))
-            ent.append(np.asarray(e, dtype=np.int64))
-            msg.append(np.asarray(mm, dtype=np.int64))
-            sto.append(np.asarray(s, dtype=np.int64))
-            que.append(np.asarray(q, dtype=np.int64))
-            ses.append(np.zeros(len(t), np.int64))
-        t = np.concatenate(parts_t)
-        c = np.concatenate(cat)
-        d_sess, d_ent, d_msg = np.concatenate(sess), np.concatenate(ent), np.concatenate(msg)
-        d_sto, d_que, d_ses = np.concatenate(sto), np.concatenate(que), np.concatenate(ses)
+        # every change as a row of (category, session, entry, message, store, queued, sessions)
+        # deltas, at its time; 0 and the horizon are breakpoints too (the monitor's first row, its close)
+        times = [np.asarray(m.t, dtype=float), np.array([0.0, H])]
+        deltas = [np.array(m.rows, dtype=np.int64).reshape(-1, 7), np.zeros((2, 7), dtype=np.int64)]
+        for (t, c, e, mm, st, q) in m.arrays:
+            zero = np.zeros(len(t), dtype=np.int64)
+            times.append(np.asarray(t, dtype=float))
+            deltas.append(np.column_stack([np.asarray(c, dtype=np.int64), zero, e, mm, st, q, zero]))
+        t, d = np.concatenate(times), np.concatenate(deltas)
         keep = t <= H  # releases after the horizon never happen
-        t, c = t[keep], c[keep]
-        d_sess, d_ent, d_msg, d_sto, d_que, d_ses = (x[keep] for x in (d_sess, d_ent, d_msg, d_sto, d_que, d_ses))
-        order = np.argsort(t, kind="stable")
-        t = t[order]
-        c = c[order]
-        d_sess, d_ent, d_msg, d_sto, d_que, d_ses = (x[order] for x in (d_sess, d_ent, d_msg, d_sto, d_que, d_ses))
+        order = np.argsort(t[keep], kind="stable")
+        t, d = t[keep][order], d[keep][order]
+        c, d_sess, d_ent, d_msg, d_sto, d_que, d_ses = d.T
         # per-category byte deltas: the session's own bytes go to its category; store to STORE
         own = d_sess + d_ent + d_msg
         per_cat = np.zeros((len(t), 4), dtype=np.int64)
@@ -373,29 +352,17 @@ class IntervalEngine:
         total = cat_state.sum(axis=1)
         dt = np.diff(ut)  # value at ut[i] is held for dt[i]; the last (the horizon) for no time
         held = slice(0, len(ut) - 1)
+        # sequential sums, as the monitor adds value x duration step by step
         area = [float(np.cumsum(np.concatenate([[0.0], cat_state[held, i] * dt]))[-1]) for i in range(4)]
         queued_area = float(np.cumsum(np.concatenate([[0.0], queued_state[held] * dt]))[-1])
         peak = int(total[held][dt > 0].max()) if np.any(dt > 0) else 0
         qpeak = int(queued_state[held][dt > 0].max()) if np.any(dt > 0) else 0
-        final_total = int(total[-1])
-        peak, qpeak = max(peak, final_total), max(qpeak, int(queued_state[-1]))
-        h = H if H > 0 else 1.0
-        total_area = sum(area)
         # byte-seconds up to the midpoint, as sim.memory.MemoryMonitor.mark notes them
         mid = H / 2
         j = int(np.searchsorted(ut, mid, "right")) - 1
         upto = [float(np.cumsum(np.concatenate([[0.0], cat_state[:j, i] * dt[:j]]))[-1]) for i in range(4)]
         marked = (mid, sum(upto[i] + cat_state[j, i] * (mid - ut[j]) for i in range(4)))
-        stats = {
-            "memory_peak_bytes": float(peak),
-            "memory_growth_bytes_per_day": growth_per_day(0.0, marked, total_area, H),
-            "memory_mean_bytes": total_area / h,
-            "memory_final_bytes": float(final_total),
-            "memory_byte_seconds": total_area,
-            **{f"memory_mean_{name}_bytes": area[i] / h for i, name in enumerate(CATEGORIES)},
-            "queued_messages_mean": queued_area / h,
-            "queued_messages_peak": float(qpeak),
-        }
+        stats = summary_stats(area, queued_area, peak, qpeak, int(total[-1]), int(queued_state[-1]), 0.0, H, marked)
         import pandas as pd
 
         if self.record_memory:

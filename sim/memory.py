@@ -123,21 +123,28 @@ class MemoryMonitor:
 
     def stats(self, horizon: float) -> dict[str, float]:
         """Peak, time-weighted means over [t_start, horizon), final value and byte-seconds."""
-        peak = max(self.peak, self.total())  # values held for a positive time, and the final one
-        qpeak = max(self.queued_peak, self.queued)
-        total_area = sum(self.area)
-        span = horizon - self.t_start
-        h = span if span > 0 else 1.0
-        return {
-            "memory_peak_bytes": float(peak),
-            "memory_growth_bytes_per_day": growth_per_day(self.t_start, self.marked, total_area, horizon),
-            "memory_mean_bytes": total_area / h,
-            "memory_final_bytes": float(self.total()),
-            "memory_byte_seconds": total_area,
-            **{f"memory_mean_{name}_bytes": self.area[i] / h for i, name in enumerate(CATEGORIES)},
-            "queued_messages_mean": self.queued_area / h,
-            "queued_messages_peak": float(qpeak),
-        }
+        return summary_stats(self.area, self.queued_area, self.peak, self.queued_peak, self.total(), self.queued,
+                             self.t_start, horizon, self.marked)
+
+
+def summary_stats(area: list[float], queued_area: float, peak: int, queued_peak: int, final: int, final_queued: int,
+                  start: float, horizon: float, marked: tuple[float, float] | None) -> dict[str, float]:
+    """The summary's memory fields from a step function's accumulations: byte-seconds per
+    category and queued-message seconds over [start, horizon), the peaks of the values held
+    for a positive time, the final values, and the midpoint mark (see :func:`growth_per_day`)."""
+    total_area = sum(area)
+    span = horizon - start
+    h = span if span > 0 else 1.0
+    return {
+        "memory_peak_bytes": float(max(peak, final)),  # values held for a positive time, and the final one
+        "memory_growth_bytes_per_day": growth_per_day(start, marked, total_area, horizon),
+        "memory_mean_bytes": total_area / h,
+        "memory_final_bytes": float(final),
+        "memory_byte_seconds": total_area,
+        **{f"memory_mean_{name}_bytes": area[i] / h for i, name in enumerate(CATEGORIES)},
+        "queued_messages_mean": queued_area / h,
+        "queued_messages_peak": float(max(queued_peak, final_queued)),
+    }
 
 
 def thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:

@@ -115,8 +115,8 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     warmup = float(warmup)
     if warmup > 0:
         _warn_short_warmup(scenario, warmup)
-    if record_messages is True and _expected_pairs(scenario) > MAX_MESSAGE_ROWS:
-        raise ValueError(f"record_messages: this run would route about {_expected_pairs(scenario):,.0f} (message, "
+    if record_messages is True and (pairs := _expected_pairs(scenario)) > MAX_MESSAGE_ROWS:
+        raise ValueError(f"record_messages: this run would route about {pairs:,.0f} (message, "
                          f"consumer) pairs, more rows than can be kept ({MAX_MESSAGE_ROWS:,}); use the summary and "
                          "res.fates, or a shorter horizon")
     chosen = _choose_engine(scenario, engine, record_messages is True, warmup)
@@ -234,7 +234,7 @@ def _choose_engine(scenario: Scenario, engine: str, record_messages: bool, warmu
         return "exact"
     if _expected_pairs(scenario) < AUTO_INTERVAL_PAIRS:
         return "exact"
-    # the interval engine books each queued message's memory change (about 300 bytes each while
+    # the interval engine books each queued message's memory change (about 400 bytes each while
     # it runs): past AUTO_INTERVAL_HELD of them the exact engine, slower but small, is chosen
     return "interval" if _expected_held(scenario) <= AUTO_INTERVAL_HELD else "exact"
 
@@ -243,8 +243,7 @@ def _expected_held(scenario: Scenario) -> float:
     """About how many queued (message, session) entries a run books: the pairs routed while
     consumers are offline (from their mean up- and down-times), plus up to a full queue for
     each departure of a client whose session outlives it."""
-    msgs = sum(p.clients * (p.rate * scenario.horizon if p.rate is not None else len(p.schedule))
-               for p in scenario.publishers)
+    msgs = _expected_messages(scenario)
     held = 0.0
     for c in scenario.consumers:
         o = c.outages
@@ -262,9 +261,13 @@ def _expected_held(scenario: Scenario) -> float:
 
 def _expected_pairs(scenario: Scenario) -> float:
     """About how many (message, consumer) pairs a run routes: messages published x consumers."""
-    msgs = sum(p.clients * (p.rate * scenario.horizon if p.rate is not None else len(p.schedule))
+    return _expected_messages(scenario) * sum(c.clients for c in scenario.consumers)
+
+
+def _expected_messages(scenario: Scenario) -> float:
+    """About how many messages the publishers produce over the horizon."""
+    return sum(p.clients * (p.rate * scenario.horizon if p.rate is not None else len(p.schedule))
                for p in scenario.publishers)
-    return msgs * sum(c.clients for c in scenario.consumers)
 
 
 def _finish(broker: Broker, fleets: list[Fleet]) -> None:

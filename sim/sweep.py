@@ -214,7 +214,7 @@ def sweep(scenario: Scenario, grid: Mapping[str, Sequence[Any]] | None = None, r
     finally:
         if runner is not None:
             runner.close()
-    df = pd.DataFrame(rows, columns=runs_file.columns if runs_file is not None else run_columns(keys))
+    df = _frame(rows, runs_file, keys)
     df["error"] = df["error"].fillna("").astype(str) if "error" in df.columns else ""
     order = keys + ["replication"]
     df = df.sort_values(order, kind="stable", key=lambda s: s.map(str) if s.dtype == object else s).reset_index(drop=True)
@@ -237,8 +237,9 @@ def _sweep_runs(scenario, cells, keys, todo, seeds, warmup, jobs, rows, runs_fil
         have = _frame(rows, runs_file, keys)
         more = []
         for cell in cells:
-            n_now = _count(have, cell, keys)
-            more += [(cell, r) for r in range(n_now, _replications_needed(have, cell, keys, prec, n_now))]
+            mine = _cell_rows(have, cell, keys)
+            n_now = int(mine["replication"].max() + 1) if len(mine) else 0
+            more += [(cell, r) for r in range(n_now, _replications_needed(mine, prec, n_now))]
         if not more:
             return
         _run_all(scenario, more, seeds, warmup, jobs, rows, runs_file, progress, runner)
@@ -335,28 +336,22 @@ def _cell_rows(df: pd.DataFrame, cell: Mapping[str, Any], keys: list[str]) -> pd
     return df[mask]
 
 
-def _count(df: pd.DataFrame, cell, keys) -> int:
-    return int(_cell_rows(df, cell, keys)["replication"].max() + 1) if len(_cell_rows(df, cell, keys)) else 0
-
-
 def _half_width(x: np.ndarray) -> tuple[float, float, float]:
-    """(mean, half-width of the 95 % t-interval, relative half-width; 0 when there is no spread)."""
-    from scipy import stats
-
+    """(mean, half-width of the 95 % t-interval (:func:`t_interval`, not truncated), relative
+    half-width; 0 when there is no spread, inf with fewer than two values)."""
     x = x[~np.isnan(x)]
     if len(x) < 2:
         return (float(np.mean(x)) if len(x) else math.nan), math.inf, math.inf
-    mean, sem = float(np.mean(x)), float(stats.sem(x))
-    h = float(stats.t.ppf(0.975, len(x) - 1) * sem) if sem > 0 else 0.0
+    mean, lo, hi = t_interval(x, 0.95)
+    h = (hi - lo) / 2
     rel = 0.0 if h == 0 else (h / abs(mean) if mean != 0 else math.inf)
     return mean, h, rel
 
 
-def _replications_needed(df, cell, keys, prec, n_now: int) -> int:
-    """How many replications the cell should have: more (at most ``max``) while the interval
-    is too wide, by the usual 1/sqrt(n) scaling from what it has."""
-    x = _cell_rows(df, cell, keys)[prec["metric"]].to_numpy(dtype=float)
-    _, _, rel = _half_width(x)
+def _replications_needed(cell_runs: pd.DataFrame, prec, n_now: int) -> int:
+    """How many replications a cell (its runs so far) should have: more (at most ``max``)
+    while the interval is too wide, by the usual 1/sqrt(n) scaling from what it has."""
+    _, _, rel = _half_width(cell_runs[prec["metric"]].to_numpy(dtype=float))
     if rel <= prec["relative"] or n_now >= prec["max"]:
         return n_now
     grow = math.ceil(n_now * (rel / prec["relative"]) ** 2) if math.isfinite(rel) else 2 * n_now
@@ -412,10 +407,6 @@ def _progress(total: int, enabled: bool):
     from tqdm import tqdm  # plain text bar: works in terminals and notebooks without ipywidgets
 
     return tqdm(total=total, desc="runs", unit="run")
-
-
-#: Columns of a sweep's runs frame that describe the run, not its policy or its results.
-BOOKKEEPING = ("replication", "run_seed", "wall_seconds", "error")
 
 
 def summarize(df: pd.DataFrame, by: Sequence[str] | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
