@@ -268,6 +268,18 @@ def _batch(scenario: Scenario, items: list, warmup: float) -> list[dict[str, Any
     return [_one(scenario, cell, r, seed, warmup) for cell, r, seed in items]
 
 
+def _guided(n: int, workers: int, share: int = 4, largest: int = 64) -> list[tuple[int, int]]:
+    """``[start, end)`` bounds of batches over ``n`` runs, guided self-scheduling style: each
+    batch takes ``1 / (share * workers)`` of the runs still unassigned (at most ``largest``,
+    at least one), so batch sizes fall towards one at the end of the sweep."""
+    out, i = [], 0
+    while i < n:
+        size = max(1, min(largest, (n - i) // (share * workers)))
+        out.append((i, i + size))
+        i += size
+    return out
+
+
 class _DaskRunner:
     """Runs of a sweep on Dask distributed: an existing scheduler, or a local cluster."""
 
@@ -285,15 +297,15 @@ class _DaskRunner:
             self.client = Client(scheduler, timeout="30s")
 
     def map(self, scenario, todo, seeds, warmup):
-        """Each run's row as its batch finishes. Runs go to the workers in batches (about sixteen
-        per worker, so the scheduler's per-task cost is spread over several runs); a batch
+        """Each run's row as its batch finishes. Runs go to the workers in batches that shrink as
+        the sweep proceeds (:func:`_guided`: the scheduler's per-task cost is spread over many
+        runs early, and the last batches are single runs, so no worker idles long at the end); a batch
         whose worker dies is run again by the scheduler on another worker, and its rows reach
         this process once."""
         from distributed import as_completed as dask_completed
 
         workers = max(1, len(self.client.scheduler_info().get("workers", {})))
-        size = max(1, min(16, len(todo) // (16 * workers)))
-        batches = [[(cell, r, seeds[r]) for cell, r in todo[i:i + size]] for i in range(0, len(todo), size)]
+        batches = [[(cell, r, seeds[r]) for cell, r in todo[i:j]] for i, j in _guided(len(todo), workers)]
         scn = self.client.scatter(scenario, broadcast=True)
         futures = [self.client.submit(_batch, scn, b, warmup, pure=False, retries=3) for b in batches]
         for fut in dask_completed(futures):
