@@ -46,9 +46,14 @@ from .eventlog import EventLog
 from .ledger import FateLedger
 from .memory import COLUMNS, summary_stats
 from .outage_plan import OutagePlan, reconnect_time
+from .ramps import Ramps, SessionRows, closed_form
 
 STORE = 3
 INF = math.inf
+#: queued-message records up to which the memory step function is rebuilt change by change
+#: (every breakpoint, as the message-by-message engine gives it); past it, in closed form
+#: from the queues' ranges (:mod:`sim.ramps`: exact peaks and finals, a bounded frame)
+ENUMERATE_HELD = 2_000_000
 
 
 # --------------------------------------------------------------------------- what is supported
@@ -164,6 +169,7 @@ class _Group:
     payload: int
     mei: float | None  # message expiry interval, None = never
     limit: int | None  # queue capacity in messages (None = unlimited)
+    key: int = 0  # which consumer block's group
 
     def count(self, a: float, b: float) -> int:
         """Messages at times in [a, b)."""
@@ -196,8 +202,12 @@ class _Memory:
 
 
 class IntervalEngine:
-    def __init__(self, scenario: Scenario, seed: int, record_events: bool, record_memory: bool):
+    def __init__(self, scenario: Scenario, seed: int, record_events: bool, record_memory: bool,
+                 memory_points: int | None = 100_000, memory_mode: str = "auto"):
         self.scn, self.seed = scenario, seed
+        self.memory_points = memory_points
+        self.memory_mode = memory_mode  # "auto" | "enumerate" | "closed" (tests force one)
+        self.ramps: list[tuple[int, int, int, float, int]] = []  # (group, lo, hi, release, category)
         self.cfg = scenario.broker
         self.H = scenario.horizon
         self.fates = FateLedger(record_messages=False)
@@ -232,7 +242,8 @@ class IntervalEngine:
             count[bi] += 1
             index[key] = self.fates.add_consumer(cids[key], bi)
         # 3. the session and the messages of each client identifier
-        groups = [self._group(c) for c in self.scn.consumers]
+        groups = [self._group(c, i) for i, c in enumerate(self.scn.consumers)]
+        self.groups = groups
         bar = None
         if progress:
             from tqdm import tqdm
@@ -257,12 +268,11 @@ class IntervalEngine:
                 self.sessions_final += 1
         if bar is not None:
             bar.close()
-        self._store_memory()
         if self.log.record:
             self.log.rows.sort(key=lambda r: r[0])
         return self
 
-    def _group(self, c) -> _Group:
+    def _group(self, c, key: int) -> _Group:
         s, b = self.stream, self.cfg
         pubs = [i for i, p in enumerate(self.scn.publishers) if _matches(c.topic_filter, p)]
         mask = np.isin(s.block, pubs) if pubs else np.zeros(len(s.t), dtype=bool)
@@ -281,7 +291,7 @@ class IntervalEngine:
                 caps.append(b.max_queued_bytes // payload if b.queue_bytes_check == "fits"
                             else -(-b.max_queued_bytes // payload))
             limit = min(caps) if caps else None
-        return _Group(s.t[idx], idx, qos, payload, mei, limit)
+        return _Group(s.t[idx], idx, qos, payload, mei, limit, key)
 
     # ----------------------------------------------------------------- memory
     def _store_memory(self) -> None:
@@ -317,9 +327,38 @@ class IntervalEngine:
                                     np.zeros(int(fin.sum()), np.int64), -self.stream.store[ks][fin],
                                     np.zeros(int(fin.sum()), np.int64)))
 
+    def _closed_form_group(self) -> _Group | None:
+        """The one message sequence all queues are ranges of, when the memory can be computed
+        in closed form (:mod:`sim.ramps`); None when a queue holds messages with release
+        times of their own (message expiry, drop-oldest evictions) or blocks queue different
+        sequences."""
+        if self.entries:
+            return None
+        keys = sorted({r[0] for r in self.ramps})
+        if not keys:
+            return self.groups[0] if self.groups else None
+        g = self.groups[keys[0]]
+        if any(not np.array_equal(self.groups[k].idx, g.idx) for k in keys[1:]):
+            return None
+        return g
+
     def memory_result(self):
         """(stats dict, frame) of the broker-memory step function, as :class:`sim.memory.MemoryMonitor`
-        computes them from the same changes."""
+        computes them from the same changes: change by change (every breakpoint) for runs
+        with up to :data:`ENUMERATE_HELD` queued-message records, in closed form past it."""
+        g = self._closed_form_group() if self.memory_mode != "enumerate" else None
+        held = sum(r[2] - r[1] for r in self.ramps)
+        closed = g is not None and (self.memory_mode == "closed" or (
+            self.memory_mode == "auto" and held > ENUMERATE_HELD and self.memory_points is not None))
+        if self.memory_mode == "closed" and g is None:
+            raise ValueError("memory in closed form: queues hold messages with their own release times")
+        if closed:
+            return self._closed_form(g)
+        for key, lo, hi, release, cat in self.ramps:  # every queued message as a record of its own
+            gk = self.groups[key]
+            self.entries.append((gk.idx[lo:hi], gk.t[lo:hi], np.full(hi - lo, release), cat))
+        self.ramps = []
+        self._store_memory()
         H = self.H
         m = self.mem
         # every change as a row of (category, session, entry, message, store, queued, sessions)
@@ -376,6 +415,24 @@ class IntervalEngine:
         else:
             frame = pd.DataFrame({col: [] for col in COLUMNS})
         return stats, frame
+
+
+    def _closed_form(self, g: _Group):
+        m, cfg = self.mem, self.cfg
+        rows = np.array(m.rows, dtype=np.int64).reshape(-1, 7)
+        t = np.asarray(m.t, dtype=float)
+        keep = t <= self.H
+        rows, t = rows[keep], t[keep]
+        srows = SessionRows(t, rows[:, 0].astype(np.int8), rows[:, 1:5].sum(axis=1), rows[:, 6])
+        if self.ramps:
+            _, lo, hi, rel, cat = (np.array(c) for c in zip(*self.ramps))
+        else:
+            lo = hi = cat = np.zeros(0, np.int64)
+            rel = np.zeros(0)
+        body = self.stream.store[g.idx]
+        shared = cfg.shared_message_store
+        return closed_form(g.t, cfg.queue_entry_overhead_bytes, None if shared else body, body if shared else None,
+                           Ramps.of(lo, hi, rel, cat), srows, self.H, self.memory_points, self.record_memory)
 
 
 @dataclass
@@ -609,9 +666,9 @@ class _Life:
                         eng.entries.append((g.idx[a:lo], g.t[a:lo], g.t[a + g.limit:b], self.category))
             kept = hi - lo
             if kept:
-                tk = g.t[lo:hi]
-                rel = np.full(kept, release)
                 if g.mei is not None:
+                    tk = g.t[lo:hi]
+                    rel = np.full(kept, release)
                     expires = tk + g.mei
                     if cfg.message_expiry_check == "eager":
                         timer = tk + (expires - tk)  # the timer set at the hold
@@ -625,9 +682,10 @@ class _Life:
                     n_exp = int(expired.sum())
                     self.book("message_expired", n_exp)
                     self.book(fate, kept - n_exp)
-                else:
+                    eng.entries.append((g.idx[lo:hi], tk, rel, self.category))
+                else:  # held from each arrival to one release: a range of the sequence
                     self.book(fate, kept)
-                eng.entries.append((g.idx[lo:hi], tk, rel, self.category))
+                    eng.ramps.append((g.key, lo, hi, release, self.category))
         if expires_first:
             self._end_session(x, "session_expired")
             if not self.gone:

@@ -127,7 +127,7 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     if chosen == "interval":
         from .interval import IntervalEngine
 
-        eng = IntervalEngine(scenario, int(seed), record_events, record_memory).run(progress=progress)
+        eng = IntervalEngine(scenario, int(seed), record_events, record_memory, memory_points).run(progress=progress)
         eng.fates.check_conservation()
         per_consumer = eng.fates.fates_frame()
         stats, memory_frame = eng.memory_result()

@@ -36,6 +36,7 @@ LAYERS = [
     {"outages", "entities"},
     {"config"},
     {"timing", "outage_plan", "ledger", "memory", "eventlog"},
+    {"ramps"},
     {"groups"},
     {"broker"},
     {"clients", "interval"},
