@@ -46,6 +46,7 @@ from .eventlog import EventLog
 from .ledger import FateLedger
 from .memory import COLUMNS, summary_stats
 from .outage_plan import OutagePlan, reconnect_time
+from . import renewal
 from .ramps import Ramps, SessionRows, closed_form
 
 STORE = 3
@@ -188,6 +189,8 @@ class _Memory:
     t: list = field(default_factory=list)
     rows: list = field(default_factory=list)  # (category, session, entry, message, store, queued, sessions)
     arrays: list = field(default_factory=list)  # vectorised blocks: (t, cat, entry, message, store, queued)
+    blocks: list = field(default_factory=list)  # sessions' changes as arrays: (t, cat, session bytes, sessions)
+    arrays_rows: tuple | None = None  # ``blocks`` joined: (times, rows as in ``rows``)
 
     def change(self, t, cat, session=0, entry=0, message=0, store=0, queued=0, sessions=0):
         self.t.append(t)
@@ -208,6 +211,7 @@ class IntervalEngine:
         self.memory_points = memory_points
         self.memory_mode = memory_mode  # "auto" | "enumerate" | "closed" (tests force one)
         self.ramps: list[tuple[int, int, int, float, int]] = []  # (group, lo, hi, release, category)
+        self.ramp_blocks: list[tuple] = []  # the same as arrays, from sim.renewal
         self.cfg = scenario.broker
         self.H = scenario.horizon
         self.fates = FateLedger(record_messages=False)
@@ -224,12 +228,17 @@ class IntervalEngine:
         consumer_seed, publisher_seed = np.random.SeedSequence(int(self.seed)).spawn(2)
         self.stream = publish_stream(self.scn, publisher_seed)
         self.fates.published = len(self.stream.t)
+        groups = [self._group(c, i) for i, c in enumerate(self.scn.consumers)]
+        self.groups = groups
         # 1. every slot's connection history (the random draws), one client identifier after another
         lives = []
         for (bi, block), s in zip(enumerate(self.scn.consumers), consumer_seed.spawn(len(self.scn.consumers))):
+            whole = renewal.supported(block, self.cfg, groups[bi], self.log.record)
             for slot, ss in enumerate(s.spawn(block.clients)):
                 streams = [np.random.default_rng(x) for x in ss.spawn(2)]
-                for k, life in enumerate(_slot_history(block, slot, streams, self.H)):
+                history = renewal.slot_lives(block, streams, self.H) if whole else \
+                    _slot_history(block, slot, streams, self.H)
+                for k, life in enumerate(history):
                     lives.append((bi, slot, k, life))
         # 2. client identifiers and ledger order as the fleet hands them out: every slot's first
         # client at the start, block by block; a replacement when its predecessor leaves
@@ -242,8 +251,6 @@ class IntervalEngine:
             count[bi] += 1
             index[key] = self.fates.add_consumer(cids[key], bi)
         # 3. the session and the messages of each client identifier
-        groups = [self._group(c, i) for i, c in enumerate(self.scn.consumers)]
-        self.groups = groups
         bar = None
         if progress:
             from tqdm import tqdm
@@ -253,6 +260,9 @@ class IntervalEngine:
             if bar is not None:
                 bar.update(1)
             key = (bi, slot, k)
+            if isinstance(hist, renewal.Life):  # a whole life at a time (no event rows)
+                renewal.play(self, self.scn.consumers[bi], groups[bi], index[key], cids[key], hist)
+                continue
             if k > 0:
                 self.log.event(hist.joined, cids[key], "consumer", "joined", detail=f"replaces {cids[(bi, slot, k - 1)]}")
             _Life(self, self.scn.consumers[bi], groups[bi], cids[key], index[key], hist).play()
@@ -334,7 +344,7 @@ class IntervalEngine:
         sequences."""
         if self.entries:
             return None
-        keys = sorted({r[0] for r in self.ramps})
+        keys = sorted({r[0] for r in self.ramp_blocks})
         if not keys:
             return self.groups[0] if self.groups else None
         g = self.groups[keys[0]]
@@ -346,25 +356,28 @@ class IntervalEngine:
         """(stats dict, frame) of the broker-memory step function, as :class:`sim.memory.MemoryMonitor`
         computes them from the same changes: change by change (every breakpoint) for runs
         with up to :data:`ENUMERATE_HELD` queued-message records, in closed form past it."""
+        self._gather()
         g = self._closed_form_group() if self.memory_mode != "enumerate" else None
-        held = sum(r[2] - r[1] for r in self.ramps)
+        held = sum(int((hi - lo).sum()) for _, lo, hi, _, _ in self.ramp_blocks)
         closed = g is not None and (self.memory_mode == "closed" or (
             self.memory_mode == "auto" and held > ENUMERATE_HELD and self.memory_points is not None))
         if self.memory_mode == "closed" and g is None:
             raise ValueError("memory in closed form: queues hold messages with their own release times")
         if closed:
             return self._closed_form(g)
-        for key, lo, hi, release, cat in self.ramps:  # every queued message as a record of its own
+        for key, lo, hi, release, cat in self.ramp_blocks:  # every queued message as a record of its own
             gk = self.groups[key]
-            self.entries.append((gk.idx[lo:hi], gk.t[lo:hi], np.full(hi - lo, release), cat))
-        self.ramps = []
+            for a, b, r, c in zip(lo.tolist(), hi.tolist(), release.tolist(), cat.tolist()):
+                self.entries.append((gk.idx[a:b], gk.t[a:b], np.full(b - a, r), c))
+        self.ramp_blocks = []
         self._store_memory()
         H = self.H
         m = self.mem
         # every change as a row of (category, session, entry, message, store, queued, sessions)
         # deltas, at its time; 0 and the horizon are breakpoints too (the monitor's first row, its close)
-        times = [np.asarray(m.t, dtype=float), np.array([0.0, H])]
-        deltas = [np.array(m.rows, dtype=np.int64).reshape(-1, 7), np.zeros((2, 7), dtype=np.int64)]
+        st, sr = self._session_rows()
+        times = [st, np.array([0.0, H])]
+        deltas = [sr, np.zeros((2, 7), dtype=np.int64)]
         for (t, c, e, mm, st, q) in m.arrays:
             zero = np.zeros(len(t), dtype=np.int64)
             times.append(np.asarray(t, dtype=float))
@@ -417,15 +430,38 @@ class IntervalEngine:
         return stats, frame
 
 
-    def _closed_form(self, g: _Group):
-        m, cfg = self.mem, self.cfg
-        rows = np.array(m.rows, dtype=np.int64).reshape(-1, 7)
+    def _gather(self) -> None:
+        """Queue ranges and session changes booked one at a time, joined to those booked in arrays."""
+        if self.ramps:
+            key, lo, hi, rel, cat = (np.array(c) for c in zip(*self.ramps))
+            for k in np.unique(key):
+                sel = key == k
+                self.ramp_blocks.append((int(k), lo[sel], hi[sel], rel[sel].astype(float), cat[sel]))
+            self.ramps = []
+        m = self.mem
+        if m.blocks:  # as one-at-a-time rows: (category, session, entry, message, store, queued, sessions)
+            t, c, b, n = (np.concatenate(x) for x in zip(*m.blocks))
+            zero = np.zeros(len(t), np.int64)
+            m.arrays_rows = (t, np.column_stack([c.astype(np.int64), b, zero, zero, zero, zero, n]))
+            m.blocks = []
+
+    def _session_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        m = self.mem
         t = np.asarray(m.t, dtype=float)
+        rows = np.array(m.rows, dtype=np.int64).reshape(-1, 7)
+        extra = m.arrays_rows
+        if extra is not None:
+            t, rows = np.concatenate([t, extra[0]]), np.concatenate([rows, extra[1]])
+        return t, rows
+
+    def _closed_form(self, g: _Group):
+        cfg = self.cfg
+        t, rows = self._session_rows()
         keep = t <= self.H
         rows, t = rows[keep], t[keep]
         srows = SessionRows(t, rows[:, 0].astype(np.int8), rows[:, 1:5].sum(axis=1), rows[:, 6])
-        if self.ramps:
-            _, lo, hi, rel, cat = (np.array(c) for c in zip(*self.ramps))
+        if self.ramp_blocks:
+            lo, hi, rel, cat = (np.concatenate([np.asarray(x) for x in c]) for c in list(zip(*self.ramp_blocks))[1:])
         else:
             lo = hi = cat = np.zeros(0, np.int64)
             rel = np.zeros(0)
@@ -462,6 +498,10 @@ def _spawn_order(lives, H: float) -> list[tuple[int, int, int]]:
     firsts = [(bi, slot, 0) for bi, slot, k, _ in lives if k == 0]
     if all(len(v) == 1 for v in by_slot.values()):
         return firsts
+    later = [(life.joined, (bi, slot, k)) for bi, slot, k, life in lives if k > 0]
+    if len({t for t, _ in later}) == len(later):  # no two at the same instant: in time order
+        return firsts + [key for _, key in sorted(later)]
+    by_slot = {key: [_as_history(life) for life in v] for key, v in by_slot.items()}
     order = list(firsts)
     env = simpy.Environment()
 
@@ -481,6 +521,21 @@ def _spawn_order(lives, H: float) -> list[tuple[int, int, int]]:
         env.process(process(bi, slot, 0))
     env.run(until=H)
     return order
+
+
+def _as_history(life) -> _History:
+    """A life from :mod:`sim.renewal` as the actions :func:`_spawn_order` replays."""
+    if isinstance(life, _History):
+        return life
+    h = _History(life.joined, life.joined == 0.0)
+    for i, t in enumerate(life.offs):
+        final = life.departed and i == len(life.offs) - 1
+        h.actions.append(("off", float(t), None, None, final))
+        h.targets.append(float(t))
+        if i < len(life.ons):
+            h.actions.append(("on", float(life.ons[i]), None))
+            h.targets.append(float(life.ons[i]))
+    return h
 
 
 def _slot_history(block, slot: int, streams, H: float) -> list[_History]:

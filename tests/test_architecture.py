@@ -38,6 +38,7 @@ LAYERS = [
     {"timing", "outage_plan", "ledger", "memory", "eventlog"},
     {"ramps"},
     {"groups"},
+    {"renewal"},
     {"broker"},
     {"clients", "interval"},
     {"run", "analytic"},

@@ -30,9 +30,9 @@ from sim.run import EngineError
 UINT_MAX = sim.UINT_MAX
 
 
-def assert_same(scn, seed):
-    a = sim.run(scn, seed=seed, engine="exact", record_messages=False)
-    b = sim.run(scn, seed=seed, engine="interval")
+def assert_same(scn, seed, record_events=True):
+    a = sim.run(scn, seed=seed, engine="exact", record_messages=False, record_events=record_events)
+    b = sim.run(scn, seed=seed, engine="interval", record_events=record_events)
     assert a.engine == "exact" and b.engine == "interval"
     fa = a.fates.sort_values("client_id").reset_index(drop=True)
     fb = b.fates.sort_values("client_id").reset_index(drop=True)
@@ -42,6 +42,8 @@ def assert_same(scn, seed):
         assert x == y or (math.isnan(x) and math.isnan(y)), f"{key}: exact {x!r}, interval {y!r}"
     # the memory step function: the same breakpoints and values
     pd.testing.assert_frame_equal(a.memory, b.memory)
+    if not record_events:
+        return a, b
     # the same lifecycle events (same-instant order may differ between engines)
     cols = ["time", "client_id", "event", "session_present", "session_expiry_interval", "detail"]
     ea = a.events[cols].astype({"time": float}).astype(str).sort_values(cols).reset_index(drop=True)
@@ -173,6 +175,58 @@ def test_random_scenarios_agree(d, seed):
     scn = sim.load_scenario(d)
     assert unsupported(scn) == []
     assert_same(scn, seed)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(d=scenarios(), seed=seeds, horizon=st.sampled_from([40, 200, 1000]))
+def test_random_scenarios_agree_whole_lives(d, seed, horizon):
+    """Without event rows, consumers with drawn outages (no trace, no back-off) are computed a
+    whole life at a time (sim/renewal.py): the same results as the exact engine."""
+    d = {**d, "horizon": horizon}
+    scn = sim.load_scenario(d)
+    assert_same(scn, seed, record_events=False)
+
+
+@st.composite
+def renewal_scenarios(draw):
+    """Fleets whose consumers' outages are drawn (computed a whole life at a time when no
+    event rows are kept): every session setting, queues that fill, departures."""
+    broker = {"max queued messages": draw(st.sampled_from([0, 2, 10])),
+              "max queued bytes": draw(st.sampled_from([0, 0, 600])),
+              "queue full policy": "drop-new",
+              "queue qos0 messages": draw(st.booleans()),
+              "queue limits count qos0": draw(st.booleans()),
+              "shared message store": draw(st.booleans()),
+              "max session expiry interval": draw(st.sampled_from([UINT_MAX, 3])),
+              "uint max never expires": draw(st.booleans()),
+              "queue entry overhead bytes": draw(st.sampled_from([0, 56]))}
+    consumers = []
+    for _ in range(draw(st.integers(1, 2))):
+        o = {"up": draw(distributions()), "down": draw(distributions()),
+             "leave probability": draw(st.sampled_from([0.0, 0.05, 0.3])),
+             "replace departed": draw(st.booleans())}
+        if draw(st.booleans()):
+            o["disconnect"] = "clean"
+            if draw(st.booleans()):
+                o["disconnect session expiry interval"] = draw(expiry)
+        if draw(st.booleans()):
+            o["reconnect clean start"] = draw(st.booleans())
+        consumers.append({"clients": draw(st.integers(1, 5)), "session expiry interval": draw(expiry),
+                          "clean start": draw(st.booleans()), "qos": draw(st.integers(0, 2)), "topic filter": "#",
+                          "auto reconnect": draw(st.sampled_from([True, True, True, False])), "outages": o})
+    qos = draw(st.integers(0, 2))
+    publishers = [{"clients": draw(st.integers(1, 2)), "qos": qos, "topic": "t/{id}",
+                   "payload bytes": draw(st.sampled_from([0, 200])), "rate": draw(st.sampled_from([0.5, 2.0, 5.0]))}]
+    return {"name": "renewal", "horizon": draw(st.sampled_from([30, 300, 2000])), "broker": broker,
+            "mqttConsumer": consumers, "mqttPublisher": publishers}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(d=renewal_scenarios(), seed=seeds)
+def test_whole_lives_agree_with_the_exact_engine(d, seed):
+    scn = sim.load_scenario(d)
+    assert unsupported(scn) == []
+    assert_same(scn, seed, record_events=False)
 
 
 # ------------------------------------------------------------------ choosing the engine
