@@ -168,7 +168,7 @@ def storm_frame(plan: NetworkPlan | None, memory: pd.DataFrame, horizon: float) 
     (``clients``), how many connected clients it disconnected, its storm (the reconnects it
     held back last, the last of them, the storm's end = the later of the outage's end and that
     reconnect, capped at the horizon; the most reconnects in one second), and the peaks of
-    queued messages and retained bytes from its start to its storm's end, from the whole
+    queued messages and retained bytes held over ``[start, storm end)``, from the whole
     memory step function ``memory`` (columns ``time``, ``bytes``, ``queued``)."""
     rows = []
     if plan is not None:
@@ -179,7 +179,7 @@ def storm_frame(plan: NetworkPlan | None, memory: pd.DataFrame, horizon: float) 
             last = max(times) if times else math.nan
             stop = min(horizon, max(end, last) if times else end)
             lo = max(int(np.searchsorted(t, start, "right")) - 1, 0)  # the value held at the start
-            hi = int(np.searchsorted(t, stop, "right"))
+            hi = int(np.searchsorted(t, stop, "left"))
             rows.append((start, end, plan.taken[k], plan.dropped[k], len(times), last, stop, peak_per_second(times),
                          int(queued[lo:hi].max()) if hi > lo else 0, int(nbytes[lo:hi].max()) if hi > lo else 0))
     return pd.DataFrame(rows, columns=COLUMNS).astype({"clients": "int64", "disconnected": "int64", "reconnects": "int64",
