@@ -378,6 +378,10 @@ class Scenario(Checked):
     be given as instances or mappings. A bad value raises :class:`~sim.units.ScenarioError`
     naming the field as the loader does (``horizon``, ``mqttConsumer[1].qos``).
 
+    ``network_outages`` (a :class:`~sim.outages.NetworkOutages` or its mapping, key ``network
+    outages``) takes many clients down at once; the blocks it names must be the scenario's
+    (``network outages.blocks[0]`` names a bad one).
+
     ``raw`` is the input :meth:`from_dict` was given; it is None for a scenario built or
     changed (``dataclasses.replace``) in Python, whose :meth:`to_dict` is derived from the
     fields. ``raw`` and ``base_dir`` record how the scenario was written and take no part in

@@ -6,6 +6,9 @@ lays out every network outage of the run before it starts (a trace, or up/down d
 t = 0) and draws, per outage, which client slots of the affected blocks it takes down. A
 client slot's share is :class:`SlotWindows`; :func:`offline_period` says when a client that
 dropped is connected again when its own outages and the network's both hold it offline.
+A network outage is a network drop, not a DISCONNECT: the broker keeps the session for the
+Session Expiry Interval of the client's CONNECT (MQTT 5.0 §3.1.2.11.2, [MQTT-4.1.0-2]), and a
+client back in time resumes it with Clean Start 0 (§3.1.2.4, Session Present 1, §3.2.2.1.2).
 
 Randomness: the run's root ``SeedSequence`` gets a third child (after the consumers' and
 publishers') only when the scenario has network outages, so scenarios without them draw
