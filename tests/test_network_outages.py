@@ -400,3 +400,34 @@ def test_shipped_example_loads_and_runs():
     s = res.summary
     assert s["network_outages"] == 1 and s["network_outage_disconnects"] > 0
     assert s["storm_reconnects"] > 0 and s["storm_seconds"] > 0 and s["storm_peak_queued"] > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nobody_is_connected_while_the_network_is_down(seed):
+    """fraction 1, every block: churn, departures with replacement, back-off with jitter and
+    buffering publishers, and still no CONNECT inside a network outage, every client connected
+    at its start drops then, and every pair has one fate (the run checks conservation)."""
+    d = {"horizon": "3h",
+         "mqttConsumer": {"clients": 6, "session expiry interval": 600, "clean start": False, "qos": 1,
+                          "outages": {"up": {"distribution": "exponential", "mean": "20m"},
+                                      "down": {"distribution": "exponential", "mean": "3m"},
+                                      "leave probability": 0.2, "replace departed": True,
+                                      "reconnect": {"initial delay": 1, "max delay": 30, "jitter": 0.5}}},
+         "mqttPublisher": {"clients": 2, "qos": 1, "rate": "1/30s", "offline buffer": 5,
+                           "outages": {"up": {"distribution": "exponential", "mean": "1h"},
+                                       "down": {"distribution": "fixed", "value": 60}}},
+         "network outages": {"up": {"distribution": "exponential", "mean": "30m"},
+                             "down": {"distribution": "exponential", "mean": "5m"}}}
+    res = run(d, seed=seed)
+    windows = res.network_outages
+    assert len(windows) > 0
+    ev = res.events
+    connects = ev[ev["event"] == "connect"]["time"].to_numpy()
+    for w in windows.itertuples():
+        assert not ((connects >= w.start) & (connects < w.end)).any()
+        drops = ev[(ev["event"] == "disconnect") & (ev["time"] == w.start)]
+        assert w.disconnected <= len(drops) and w.clients == 6 + 2
+    s = res.summary
+    assert s["storm_reconnects"] == windows["reconnects"].sum() > 0
+    f = res.fates
+    assert (f["routed"] == f["delivered"] + f["lost"] + f["pending"] + f["departed_pairs"]).all()
