@@ -34,9 +34,13 @@ def format_summary(summary: pd.Series) -> str:
             continue
         if key.startswith("departed_") and key != "departed_pairs" and value == 0:
             continue
+        if key.startswith(("storm_", "network_outage")) and not summary.get("network_outages", 0):
+            continue  # no network outage in this run
         if key in ("loss_ratio", "consumers_with_loss_fraction") or key.startswith("consumer_loss_ratio_"):
             text = f"{value:.6f}" if value == value else "n/a (no returning consumer's pairs)"
-        elif key.startswith("memory_") or key.startswith("queued_messages_mean") or key == "horizon":
+        elif value != value:
+            text = "n/a"
+        elif key.startswith("memory_") or key.startswith("queued_messages_mean") or key in ("horizon", "storm_seconds"):
             text = f"{value:,.1f}"
         else:
             text = f"{int(value):,}"
@@ -60,7 +64,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         res.events.to_csv(out / "events.csv", index=False)
         if res.messages is not None:
             res.messages.to_csv(out / "messages.csv", index=False)
-        print(f"wrote {out}/summary.csv, fates.csv, memory.csv, events.csv" + (", messages.csv" if res.messages is not None else ""))
+        storms = res.network_outages is not None and len(res.network_outages) > 0
+        if storms:
+            res.network_outages.to_csv(out / "network_outages.csv", index=False)
+        print(f"wrote {out}/summary.csv, fates.csv, memory.csv, events.csv" + (", messages.csv" if res.messages is not None else "")
+              + (", network_outages.csv" if storms else ""))
     return 0
 
 

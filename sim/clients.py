@@ -15,7 +15,8 @@ import simpy
 from .broker import Broker
 from .config import ConsumerBlock, PublisherBlock
 from .entities import Message
-from .outage_plan import DrawBuffer, OutagePlan, reconnect_time
+from .network import NO_WINDOWS, NetworkPlan, SlotWindows, offline_period
+from .outage_plan import DrawBuffer, OutagePlan
 from .outages import Distribution
 from .timing import PRIORITY_CONNECTION, PRIORITY_MESSAGE, Alarm
 
@@ -38,7 +39,14 @@ class Client:
 
     # --- the life cycle ----------------------------------------------------------
     def lifecycle(self):
-        """SimPy process: connect now, then follow the slot's outages until the horizon."""
+        """SimPy process: connect now, then follow the slot's outages until the horizon.
+
+        The client is offline while an outage of its own or a network outage of its slot
+        holds (:func:`~sim.network.offline_period`). A network outage drops a connected
+        client without a DISCONNECT packet, so the Session Expiry Interval of its CONNECT
+        applies (MQTT 5.0 §3.1.2.11.2, §4.1); it cannot connect until the network is back,
+        then reconnects with its own back-off. A client that left for good is unaffected.
+        """
         env, out, horizon = self.env, self.block.outages, self.broker.horizon
         first = out.first_connect[self.slot] if out.first_connect and not self.replacement else None
         if first is not None:  # the client joins the fleet at its first CONNECT
@@ -46,27 +54,56 @@ class Client:
                 return
             yield Alarm(env, first, PRIORITY_CONNECTION)
             self.fleet.join(self)
-        self.connect(self.block.clean_start)
-        clean_start_again = self.block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
+        net, network = self.fleet.windows(self.slot), self.fleet.network
         plan = OutagePlan(out, self.slot, self.outage_rng, joined=env.now if self.replacement else None)
-        while True:
-            outage = plan.next(env.now)
-            if outage is None or outage.start >= horizon:
+        clean_start = self.block.clean_start
+        if net.covering(env.now) is not None:  # the network is down: no CONNECT gets through yet
+            off = offline_period(env.now, None, None, None, net, out.reconnect, self.backoff_rng, horizon)
+            if off.back >= horizon:
                 return
-            yield Alarm(env, outage.start - env.now, PRIORITY_CONNECTION)
+            yield Alarm(env, off.back - env.now, PRIORITY_CONNECTION)
+            if off.storm is not None:
+                network.reconnects[off.storm].append(env.now)
+        self.connect(clean_start)
+        clean_start_again = self.block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
+        own, own_left = None, True  # the client's own next outage (drawn while it is connected)
+        while True:
+            if own is None and own_left:
+                own = plan.next(env.now)
+                own_left = own is not None
+            w = net.next(env.now)
+            own_at = own.start if own is not None else float("inf")
+            net_at = max(w[0], env.now) if w is not None else float("inf")
+            if min(own_at, net_at) >= horizon:
+                return
+            yield Alarm(env, min(own_at, net_at) - env.now, PRIORITY_CONNECTION)
+            if own_at <= net_at:  # its own outage (first, at the same instant)
+                outage, own = own, None
+                kind, own_end, override = outage.kind or out.disconnect, outage.end, outage.clean_start
+            else:  # a network outage: the connection is lost, no DISCONNECT packet
+                outage, kind, own_end, override = None, "network", None, None
+                network.dropped[w[2]] += 1
             # the client leaves for good with this disconnect (or never reconnects by itself)
-            final = outage.end is None or not self.block.auto_reconnect
+            final = (outage is not None and outage.end is None) or not self.block.auto_reconnect
             if final:
                 self.leaving()
-            self.disconnect(outage.kind or out.disconnect, out.disconnect_session_expiry_interval)
+            self.disconnect(kind, out.disconnect_session_expiry_interval)
             if final:
                 self.depart()
                 return
-            back = reconnect_time(outage.end, outage.start, out.reconnect, self.backoff_rng)
-            if back >= horizon:
+            off = offline_period(env.now, own_end, own, override, net, out.reconnect, self.backoff_rng, horizon)
+            own = off.own
+            if off.departs is not None:  # an outage of its own with no reconnect begins while it is offline
+                yield Alarm(env, off.departs - env.now, PRIORITY_CONNECTION)
+                self.leaving()
+                self.depart()
                 return
-            yield Alarm(env, back - env.now, PRIORITY_CONNECTION)
-            self.connect(clean_start_again if outage.clean_start is None else outage.clean_start)
+            if off.back >= horizon:
+                return
+            yield Alarm(env, off.back - env.now, PRIORITY_CONNECTION)
+            self.connect(clean_start_again if off.clean_start is None else off.clean_start)
+            if off.storm is not None:
+                network.reconnects[off.storm].append(env.now)
 
     def connect(self, clean_start: bool) -> bool:
         self.connection += 1
@@ -265,9 +302,11 @@ class Fleet:
     """
 
     def __init__(self, env: simpy.Environment, broker: Broker, block: ConsumerBlock | PublisherBlock,
-                 block_index: int, prefix: str, seed: np.random.SeedSequence, next_id=None):
+                 block_index: int, prefix: str, seed: np.random.SeedSequence, next_id=None,
+                 network: NetworkPlan | None = None, position: int = 0):
         self.env, self.broker, self.block, self.block_index = env, broker, block, block_index
         self.prefix, self.next_id = prefix, next_id
+        self.network, self.position = network, position  # the run's network outages; this block's place in them
         self.clients: list[Client] = []
         self.count = 0
         is_pub = isinstance(block, PublisherBlock)
@@ -306,6 +345,10 @@ class Fleet:
         if self.block.outages.replace_departed:
             new = self.spawn(client.slot, replacement=True)
             self.broker.log.event(self.env.now, new.client_id, new.role, "joined", detail=f"replaces {client.client_id}")
+
+    def windows(self, slot: int) -> SlotWindows:
+        """The network outages that take ``slot`` down (none without network outages)."""
+        return NO_WINDOWS if self.network is None else self.network.slot(self.position, slot)
 
     def join(self, client: Client) -> None:
         """A client whose trace starts with ``[null, t]`` joins the fleet at ``t``."""

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Mapping
 import yaml
 
 from . import protocol
-from .outages import Distribution, Outages, parse_outages
+from .outages import Distribution, NetworkOutages, Outages, parse_network_outages, parse_outages
 from .units import (Checked, ScenarioError, as_mapping, base_dir, build, check_keys, display_key, in_folder,
                     normalize_key, parse_bool, parse_choice, parse_duration, parse_int, parse_interval, parse_rate,
                     spec, subfield)
@@ -378,6 +378,10 @@ class Scenario(Checked):
     be given as instances or mappings. A bad value raises :class:`~sim.units.ScenarioError`
     naming the field as the loader does (``horizon``, ``mqttConsumer[1].qos``).
 
+    ``network_outages`` (a :class:`~sim.outages.NetworkOutages` or its mapping, key ``network
+    outages``) takes many clients down at once; the blocks it names must be the scenario's
+    (``network outages.blocks[0]`` names a bad one).
+
     ``raw`` is the input :meth:`from_dict` was given; it is None for a scenario built or
     changed (``dataclasses.replace``) in Python, whose :meth:`to_dict` is derived from the
     fields. ``raw`` and ``base_dir`` record how the scenario was written and take no part in
@@ -391,6 +395,7 @@ class Scenario(Checked):
     consumers: tuple[ConsumerBlock, ...] = spec(_blocks(ConsumerBlock), (), key="mqtt_consumer")
     publishers: tuple[PublisherBlock, ...] = spec(_blocks(PublisherBlock), (), key="mqtt_publisher")
     description: str = spec(_description, "")
+    network_outages: NetworkOutages | None = spec(parse_network_outages, None)  #: outages shared by many clients
     raw: Any = field(default=None, compare=False, repr=False)  #: the normalized input of from_dict (snake_case), for to_dict/updated
     base_dir: str | None = field(default=None, compare=False)  #: the folder relative paths were resolved against
 
@@ -400,6 +405,11 @@ class Scenario(Checked):
             object.__setattr__(self, "base_dir", str(self.base_dir))
         with in_folder(self.base_dir):
             super().__post_init__()
+
+    def _check(self, where: str, raw: dict[str, Any]) -> None:
+        if self.network_outages is not None:  # which blocks a network outage takes down: by name
+            object.__setattr__(self, "network_outages", self.network_outages.resolved(
+                block_names(self.consumers, self.publishers), subfield(where, "network_outages")))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base_dir: str | Path | None = None) -> "Scenario":
@@ -554,6 +564,17 @@ def load_scenario(source: str | Path | Mapping[str, Any]) -> Scenario:
     if not isinstance(data, Mapping):
         raise ScenarioError("scenario", str(source), "must hold a YAML mapping (name, horizon, broker, mqttConsumer, mqttPublisher)")
     return Scenario.from_dict(data, base_dir=path.resolve().parent)
+
+
+def block_names(consumers, publishers) -> list[tuple[str, ...]]:
+    """The names each block answers to in ``network outages.blocks`` (consumers first, then
+    publishers): its kind (``mqttConsumer``: every block of the kind), its position
+    (``mqttConsumer[1]``) and its transport ``name`` when it has one."""
+    out = []
+    for kind, blocks in (("mqttConsumer", consumers), ("mqttPublisher", publishers)):
+        for i, b in enumerate(blocks):
+            out.append((kind, f"{kind}[{i}]") + ((b.name,) if isinstance(b.name, str) and b.name else ()))
+    return out
 
 
 def client_id_prefixes(blocks) -> list[str]:

@@ -62,7 +62,7 @@ ENUMERATE_HELD = 2_000_000
 
 def unsupported(scenario: Scenario) -> list[str]:
     """The features of ``scenario`` this engine cannot compute yet (empty: it can)."""
-    out: list[str] = []
+    out: list[str] = ["network outages (outages shared by many clients)"] if scenario.network_outages else []
     for i, c in enumerate(scenario.consumers):
         where = f"mqttConsumer[{i}]" if len(scenario.consumers) > 1 else "mqttConsumer"
         if c.network_latency:

@@ -147,13 +147,15 @@ def summary_stats(area: list[float], queued_area: float, peak: int, queued_peak:
     }
 
 
-def thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
+def thin(frame: pd.DataFrame, max_points: int, keep: list[tuple[float, float]] = ()) -> pd.DataFrame:
     """At most about ``max_points`` rows of a memory step function, for plotting.
 
     The time axis is cut into equal bins; in each bin the first row, the row with the most
     bytes and the last row are kept (so every peak stays visible, and the value entering the
-    next bin is right), and the final row always. Statistics (peak, means, byte-seconds)
-    come from the full step function in the summary, never from a thinned frame.
+    next bin is right), and the final row always. Every row within a ``keep`` span ``(start,
+    end)`` (a network outage and its reconnect storm) is kept too, with the row holding at
+    its start, on top of ``max_points``. Statistics (peak, means, byte-seconds) come from the
+    full step function in the summary, never from a thinned frame.
     """
     n = len(frame)
     if max_points is None or n <= max_points:
@@ -168,8 +170,10 @@ def thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
     ends = np.r_[starts[1:], n] - 1
     total = frame["bytes"].to_numpy()
     peaks = np.array([s + int(np.argmax(total[s:e + 1])) for s, e in zip(starts, ends)], dtype=np.int64)
-    keep = np.unique(np.concatenate([starts, peaks, ends, [n - 1]]))
-    return frame.iloc[keep].reset_index(drop=True)
+    spans = [np.arange(max(int(np.searchsorted(t, a, "right")) - 1, 0), int(np.searchsorted(t, z, "right")))
+             for a, z in keep]
+    rows = np.unique(np.concatenate([starts, peaks, ends, [n - 1], *spans]).astype(np.int64))
+    return frame.iloc[rows].reset_index(drop=True)
 
 
 def growth_per_day(start: float, marked: tuple[float, float] | None, total_area: float, horizon: float) -> float:

@@ -8,6 +8,7 @@ history of a slot is the same whatever session policy is simulated (common rando
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -92,14 +93,22 @@ def reconnect_time(outage_end: float, outage_start: float, backoff, rng: np.rand
 
     Without back-off the client reconnects the moment the network is back. With back-off the
     k-th attempt comes ``d_k`` after the previous one, ``d_k = min(initial * multiplier**k,
-    max)`` scaled by a uniform draw in ``[1 - jitter, 1]``.
+    max)`` scaled by a uniform draw in ``[1 - jitter, 1]`` (:func:`attempts`).
     """
     if backoff is None:
         return outage_end
-    t, delay = outage_start, backoff.initial_delay
+    for t in attempts(outage_start, backoff, rng):
+        if t >= outage_end:
+            return t
+    raise AssertionError("unreachable: attempts never ends")
+
+
+def attempts(drop: float, backoff, rng: np.random.Generator | None) -> Iterator[float]:
+    """The reconnect attempts of a client that dropped at ``drop``, one jitter draw each (see
+    :func:`reconnect_time`); endless."""
+    t, delay = drop, backoff.initial_delay
     while True:
         scale = 1.0 if backoff.jitter == 0 or rng is None else 1.0 - backoff.jitter * rng.random()
         t += delay * scale
-        if t >= outage_end:
-            return t
+        yield t
         delay = min(delay * backoff.multiplier, backoff.max_delay)

@@ -24,8 +24,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .units import (Checked, ScenarioError, base_dir, build, in_folder, located, parse_bool, parse_choice, parse_duration,
-                    parse_interval, parse_int, parse_number, spec, subfield)
+from .units import (Checked, ScenarioError, base_dir, build, in_folder, located, normalize_key, parse_bool, parse_choice,
+                    parse_duration, parse_interval, parse_int, parse_number, spec, subfield)
 
 DISTRIBUTIONS = {
     # kind: (duration parameters, shape parameters)
@@ -381,3 +381,96 @@ def _num(text: str) -> object:
         return text
 
 
+
+
+# --------------------------------------------------------------------------- network outages
+
+
+def _parse_windows(value: object, field: str) -> tuple[tuple[float, float], ...]:
+    """``[[start, end], ...]``: absolute seconds, start < end, sorted and not overlapping."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ScenarioError(field, value, "must be a non-empty list of [start, end] pairs (seconds, in time order)")
+    out: list[tuple[float, float]] = []
+    for i, pair in enumerate(value):
+        where = f"{field}[{i}]"
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ScenarioError(where, pair, "must be a pair [start, end] of the network outage (seconds)")
+        start = parse_duration(pair[0], f"{where}[0]", allow_zero=True)
+        end = parse_duration(pair[1], f"{where}[1]")
+        if end <= start:
+            raise ScenarioError(where, list(pair), "ends before (or when) it starts: end must be > start")
+        if out and start < out[-1][1]:
+            raise ScenarioError(where, list(pair), f"starts at {start:g} s, before the previous network outage ends "
+                                f"({out[-1][1]:g} s): outages must be in time order and not overlap")
+        out.append((start, end))
+    return tuple(out)
+
+
+def _fraction(value: object, field: str) -> float:
+    return parse_number(value, field, lo=0.0, lo_open=True, hi=1.0)
+
+
+def _block_names(value: object, field: str) -> tuple[str, ...]:
+    """A list of block names (or one name); which names exist is checked by the scenario."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ScenarioError(field, value, "must be a non-empty list of block names, like [mqttConsumer]")
+    return tuple(n.strip() for n in names)
+
+
+@dataclass(frozen=True)
+class NetworkOutages(Checked):
+    """Outages shared by many clients (a cell network or a data-centre link fails).
+
+    Give a ``trace`` (``[[start, end], ...]`` absolute seconds, sorted, not overlapping) or
+    ``up`` and ``down`` distributions (the network is up for an ``up`` draw from t = 0, then
+    down for a ``down`` draw, and so on). ``fraction`` in (0, 1] is the expected share of the
+    affected blocks' client slots that each outage takes down (drawn per outage, see
+    :mod:`sim.network`); ``blocks`` names the affected blocks (None: every block); the names
+    a scenario allows are checked by :meth:`resolved`. ``targets`` (derived) holds the
+    affected blocks' positions, consumers first, then publishers. Built directly, a bad field
+    is named ``network outages.<key>``.
+    """
+
+    KEY = "network outages"
+    trace: tuple | None = spec(_parse_windows, None)
+    up: Distribution | None = spec(parse_distribution, None)
+    down: Distribution | None = spec(parse_distribution, None)
+    fraction: float = spec(_fraction, 1.0)
+    blocks: tuple[str, ...] | None = spec(_block_names, None)
+    targets: tuple[int, ...] | None = field(default=None, init=False)  #: affected block positions (see resolved)
+
+    def _precheck(self, where: str, raw: dict[str, Any]) -> None:
+        if raw["trace"] is not None:
+            for k in ("up", "down"):
+                if raw[k] is not None:
+                    raise ScenarioError(subfield(where, k), raw[k], "cannot be combined with a trace (the trace gives every network outage)")
+        elif raw["up"] is None or raw["down"] is None:
+            missing = "up" if raw["up"] is None else "down"
+            raise ScenarioError(subfield(where, missing), None, "is missing: give a trace of [start, end] pairs, or both up and down distributions")
+
+    def resolved(self, names: list[tuple[str, ...]], where: str = KEY) -> "NetworkOutages":
+        """These settings with ``targets`` set, for a scenario whose blocks (consumers first,
+        then publishers) answer to ``names`` (one tuple of accepted names per block). A name in
+        ``blocks`` that no block answers to raises :class:`ScenarioError` listing the allowed ones."""
+        if self.blocks is None:
+            targets = tuple(range(len(names)))
+        else:
+            keyed = [{normalize_key(n) for n in block} for block in names]
+            targets_set: set[int] = set()
+            for i, name in enumerate(self.blocks):
+                hit = [b for b, ks in enumerate(keyed) if normalize_key(name) in ks]
+                if not hit:
+                    allowed = list(dict.fromkeys(n for block in names for n in block))
+                    raise ScenarioError(f"{subfield(where, 'blocks')}[{i}]", name,
+                                        f"is not a block of this scenario: use one of {', '.join(allowed)}")
+                targets_set.update(hit)
+            targets = tuple(sorted(targets_set))
+        new = copy.copy(self)
+        object.__setattr__(new, "targets", targets)
+        return new
+
+
+def parse_network_outages(value: object, field: str = "network outages") -> NetworkOutages:
+    """``{trace: [[3600, 5400]], fraction: 0.5, blocks: [mqttConsumer]}`` (or a :class:`NetworkOutages`)."""
+    return build(NetworkOutages, value, field)

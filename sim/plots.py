@@ -16,6 +16,7 @@ Functions:
   became of it, drawn apart from loss (it is not loss: those consumers never return).
 - :func:`memory_over_time` -- the broker-memory step function, stacked by session state.
 - :func:`policy_tradeoff` -- loss ratio versus mean broker memory, one labelled point per policy.
+- :func:`storm_figure` -- memory and queued messages around fleet-wide network outages.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from matplotlib.patches import Rectangle
 
 from .protocol import DEPARTED_FATES, LOSS_CAUSES, UINT_MAX
 
-__all__ = ["loss_by_cause", "departed_traffic", "memory_over_time", "advice_figure", "expiry_positions", "policy_tradeoff", "policy_figure", "byte_unit", "time_unit"]
+__all__ = ["loss_by_cause", "departed_traffic", "memory_over_time", "advice_figure", "expiry_positions", "policy_tradeoff", "policy_figure", "byte_unit", "time_unit", "storm_figure"]
 
 #: Display names of the loss causes (legend entries).
 CAUSE_LABELS = {
@@ -653,4 +654,65 @@ def advice_figure(advice) -> Figure:
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return fig
+
+
+def storm_figure(res, outage: int | None = None, *, margin: float = 0.5) -> Figure:
+    """Memory and queued messages around fleet-wide network outages, from a :class:`sim.Result`.
+
+    Two panels on one time axis: the retained bytes (``res.memory["bytes"]``) and the queued
+    messages (``res.memory["queued"]``) as step functions; every network outage is shaded
+    (``res.network_outages``), its reconnect storm (from the outage's end to its last storm
+    reconnect) lightly, and the storm's reconnects are ticked along the bottom panel.
+    ``outage``: the index of one network outage to zoom on (default: from the first outage's
+    start to the last storm's end); ``margin``: extra time on each side, as a share of that span.
+    The byte unit (B/kB/MB/GB) and the time unit (s/min/h/d) follow the data.
+    """
+    storms = res.network_outages if res.network_outages is not None else pd.DataFrame()
+    if not len(storms):
+        raise ValueError("storm_figure: this result has no network outage (scenario key 'network outages')")
+    if outage is not None and not 0 <= outage < len(storms):
+        raise ValueError(f"outage: {outage!r} is not the index of a network outage (0 .. {len(storms) - 1})")
+    chosen = storms if outage is None else storms.iloc[[outage]]
+    start, stop = float(chosen["start"].min()), float(chosen["storm_end"].max())
+    horizon = float(res.summary["horizon"])
+    pad = margin * (stop - start)
+    lo, hi = max(0.0, start - pad), min(horizon, stop + pad)
+    mem = res.memory.sort_values("time", kind="stable")
+    t = mem["time"].to_numpy(dtype=float)
+    inside = (t >= lo) & (t <= hi)
+    before = np.flatnonzero(t < lo)  # the value held when the window opens
+    rows = np.concatenate([before[-1:], np.flatnonzero(inside)]).astype(int)
+    x = np.append(np.maximum(t[rows], lo), hi)
+    t_name, t_size = time_unit(hi - lo)
+    nbytes, queued = mem["bytes"].to_numpy(dtype=float)[rows], mem["queued"].to_numpy(dtype=float)[rows]
+    b_name, b_size = byte_unit(float(nbytes.max()) if len(nbytes) else 0.0)
+
+    fig = Figure(figsize=(9.0, 5.6), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    if len(rows):
+        top.plot(x / t_size, np.append(nbytes, nbytes[-1]) / b_size, drawstyle="steps-post", color="C0",
+                 label="broker memory")
+        bottom.plot(x / t_size, np.append(queued, queued[-1]), drawstyle="steps-post", color="C1",
+                    label="queued messages")
+    for i, row in enumerate(chosen.itertuples()):
+        for ax in (top, bottom):
+            ax.axvspan(row.start / t_size, row.end / t_size, color="0.5", alpha=0.25, lw=0,
+                       label="network outage" if i == 0 else None)
+            if row.storm_end > row.end:
+                ax.axvspan(row.end / t_size, row.storm_end / t_size, color="C3", alpha=0.12, lw=0,
+                           label="reconnect storm" if i == 0 else None)
+    top.set_ylabel(f"Broker memory ({b_name})")
+    bottom.set_ylabel("Queued messages (count)")
+    bottom.set_xlabel(f"Simulated time ({t_name})")
+    top.set_xlim(lo / t_size, hi / t_size)
+    top.set_ylim(bottom=0)
+    bottom.set_ylim(bottom=0)
+    top.set_title(f"Network outage{'s' if len(chosen) > 1 else ''}: peak {chosen['peak_bytes'].max() / b_size:.3g} "
+                  f"{b_name}, {chosen['peak_queued'].max():.0f} queued, "
+                  f"{chosen['reconnects_peak_per_s'].max():.0f} reconnects in one second at most")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     return fig

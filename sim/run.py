@@ -22,6 +22,7 @@ from .config import Scenario, client_id_prefixes
 from .eventlog import EventLog
 from .ledger import FateLedger
 from .memory import MemoryMonitor, thin
+from .network import STORM_FIELDS, NetworkPlan, storm_frame, storm_summary
 from .protocol import DEPARTED_FATES, LOSS_CAUSES
 
 
@@ -38,6 +39,8 @@ class Result:
     messages: pd.DataFrame | None
     wall_seconds: float
     engine: str = "exact"  #: "exact" (message by message) or "interval" (see sim.run's ``engine``)
+    #: one row per network outage (sim.network.COLUMNS): when, who dropped, the reconnect storm and its peaks
+    network_outages: pd.DataFrame | None = None
 
     @property
     def not_simulated(self) -> list[str]:
@@ -131,22 +134,28 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
         eng.fates.check_conservation()
         per_consumer = eng.fates.fates_frame()
         stats, memory_frame = eng.memory_result()
-        summary = _summary(scenario, seed, eng.fates, stats, eng.log, eng.sessions_final, per_consumer)
+        storms = storm_frame(None, memory_frame, scenario.horizon)  # the interval engine takes no network outages
+        summary = _summary(scenario, seed, eng.fates, stats, eng.log, eng.sessions_final, per_consumer, storms)
         return Result(scenario, int(seed), summary, per_consumer, thin(memory_frame, memory_points), eng.log.frame(), None,
-                      time.perf_counter() - started, "interval")
+                      time.perf_counter() - started, "interval", storms)
     env = simpy.Environment()
-    fates, memory, log = FateLedger(record_messages, warmup), MemoryMonitor(record_memory), EventLog(record_events)
+    # the storm's peaks come from the whole step function: kept whenever there are network outages
+    fates, log = FateLedger(record_messages, warmup), EventLog(record_events)
+    memory = MemoryMonitor(record_memory or scenario.network_outages is not None)
     broker = Broker(env, scenario.broker, scenario.horizon, fates, memory, log)
     _schedule_measurement(env, broker, warmup, scenario.horizon)
     bar = _time_progress(env, scenario.horizon) if progress else None
-    consumer_seed, publisher_seed = np.random.SeedSequence(int(seed)).spawn(2)
+    root = np.random.SeedSequence(int(seed))
+    consumer_seed, publisher_seed = root.spawn(2)
+    network = _network_plan(scenario, root)
     counter = itertools.count()
-    fleets = [Fleet(env, broker, b, i, p, s) for (i, b), p, s in
+    nc = len(scenario.consumers)
+    fleets = [Fleet(env, broker, b, i, p, s, network=network, position=i) for (i, b), p, s in
               zip(enumerate(scenario.consumers), client_id_prefixes(scenario.consumers),
                   consumer_seed.spawn(len(scenario.consumers)))]
-    fleets += [Fleet(env, broker, b, i, p, s, next_id=lambda: next(counter)) for (i, b), p, s in
-               zip(enumerate(scenario.publishers), client_id_prefixes(scenario.publishers),
-                   publisher_seed.spawn(len(scenario.publishers)))]
+    fleets += [Fleet(env, broker, b, i, p, s, next_id=lambda: next(counter), network=network, position=nc + i)
+               for (i, b), p, s in zip(enumerate(scenario.publishers), client_id_prefixes(scenario.publishers),
+                                       publisher_seed.spawn(len(scenario.publishers)))]
     for f in fleets:  # consumers first: at t = 0 they connect before anything is published
         f.start()
     env.run(until=scenario.horizon)
@@ -157,9 +166,22 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     memory.close(scenario.horizon)
     fates.check_conservation()
     per_consumer = fates.fates_frame()
-    summary = _summary(scenario, seed, fates, memory.stats(scenario.horizon), log, len(broker.sessions), per_consumer)
-    return Result(scenario, int(seed), summary, per_consumer, thin(memory.frame(), memory_points), log.frame(),
-                  fates.messages_frame() if record_messages else None, time.perf_counter() - started, "exact")
+    steps = memory.frame()
+    storms = storm_frame(network, steps, scenario.horizon)
+    summary = _summary(scenario, seed, fates, memory.stats(scenario.horizon), log, len(broker.sessions), per_consumer,
+                       storms)
+    kept = thin(steps, memory_points, keep=list(zip(storms["start"], storms["storm_end"]))) if record_memory else steps.iloc[:0]
+    return Result(scenario, int(seed), summary, per_consumer, kept, log.frame(),
+                  fates.messages_frame() if record_messages else None, time.perf_counter() - started, "exact", storms)
+
+
+def _network_plan(scenario: Scenario, root: np.random.SeedSequence) -> NetworkPlan | None:
+    """The run's network outages, drawn from the root's third child (spawned only for a
+    scenario that has them, so other scenarios' streams do not change)."""
+    if scenario.network_outages is None:
+        return None
+    slots = [b.clients for b in scenario.consumers] + [b.clients for b in scenario.publishers]
+    return NetworkPlan(scenario.network_outages, slots, scenario.horizon, root.spawn(1)[0])
 
 
 def _schedule_measurement(env: simpy.Environment, broker: Broker, warmup: float, horizon: float) -> None:
@@ -282,7 +304,7 @@ def _finish(broker: Broker, fleets: list[Fleet]) -> None:
 
 
 def _summary(scenario: Scenario, seed: int, fates: FateLedger, memory_stats: dict, log: EventLog, sessions_final: int,
-             per_consumer: pd.DataFrame) -> pd.Series:
+             per_consumer: pd.DataFrame, storms: pd.DataFrame) -> pd.Series:
     by_fate = fates.totals()
     routed = by_fate["routed"]
     lost = sum(by_fate[c] for c in LOSS_CAUSES)
@@ -309,6 +331,7 @@ def _summary(scenario: Scenario, seed: int, fates: FateLedger, memory_stats: dic
         "disconnects": log.counters["disconnects"],
         "departures": log.counters["departures"],
         "protocol_errors": log.counters["protocol_errors"],
+        **storm_summary(storms),
         "horizon": scenario.horizon,
         "seed": int(seed),
     }
@@ -335,7 +358,9 @@ SUMMARY_FIELDS: dict[str, tuple[float, float]] = {
                            "memory_mean_connected_bytes", "memory_mean_offline_bytes", "memory_mean_stranded_bytes",
                            "memory_mean_store_bytes", "queued_messages_mean", "queued_messages_peak",
                            "sessions_expired", "sessions_discarded", "sessions_ended", "sessions_final", "connects",
-                           "disconnects", "departures", "protocol_errors", "horizon", "seed")},
+                           "disconnects", "departures", "protocol_errors")},
+    **{k: _COUNT for k in STORM_FIELDS},
+    "horizon": _COUNT, "seed": _COUNT,
 }
 
 

@@ -8,7 +8,8 @@ Layers (a module imports only from layers below its own):
 3. ``config``                                    the scenario types
 4. ``timing``, ``outage_plan``, ``ledger``, ``memory``, ``eventlog``   scheduling and outages at
    run time; measurement
-5. ``groups``                                    who a message is routed to; bulk booking
+5. ``groups``, ``network``                       who a message is routed to; bulk booking; network
+   outages at run time (windows, who drops, reconnect storms)
 6. ``broker``                                    packet and timer handlers
 7. ``clients``, ``interval``                     SimPy processes; the interval engine
 8. ``run``, ``analytic``                         one run and its Result; closed forms
@@ -37,7 +38,7 @@ LAYERS = [
     {"config"},
     {"timing", "outage_plan", "ledger", "memory", "eventlog"},
     {"ramps"},
-    {"groups"},
+    {"groups", "network"},
     {"renewal"},
     {"broker"},
     {"clients", "interval"},

@@ -214,3 +214,28 @@ def test_sweep_summary_tables_are_labelled_by_the_varying_grid_values():
 def test_loss_by_cause_refuses_a_table_without_causes():
     with pytest.raises(ValueError, match="lost_<cause>"):
         plots.loss_by_cause(pd.DataFrame({"routed": [10], "loss_ratio": [0.1]}))
+
+
+def test_storm_figure(tmp_path):
+    scn = sim.load_scenario("data/scenarios/network_outage.yaml").updated({"horizon": "3h", "mqttConsumer.clients": 10})
+    res = sim.run(scn, seed=2)
+    fig = plots.storm_figure(res)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    top, bottom = fig.axes
+    assert re.search(r"^Broker memory \((B|kB|MB)\)$", top.get_ylabel())
+    assert bottom.get_ylabel() == "Queued messages (count)"
+    assert bottom.get_xlabel() == "Simulated time (h)"  # an hour-long outage and its storm: hours
+    assert "network outage" in [t.get_text() for t in top.get_legend().get_texts()]
+    assert top.get_title()
+    lo, hi = top.get_xlim()
+    row = res.network_outages.iloc[0]
+    assert lo * 3600 < row["start"] and hi * 3600 > row["storm_end"]  # the outage and its storm are in view
+    # the queued-messages line reaches the storm's peak
+    assert max(line.get_ydata().max() for line in bottom.get_lines()) == res.summary["storm_peak_queued"]
+    out = tmp_path / "storm.png"
+    fig.savefig(out)
+    assert out.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="no network outage"):
+        plots.storm_figure(sim.run(sim.load_scenario(SCRIPTED), seed=1))
+    with pytest.raises(ValueError, match="outage: 3"):
+        plots.storm_figure(res, outage=3)
