@@ -35,6 +35,10 @@ class Client:
         self.departed = False
         self.connection = 0
         self.replacement = False  # joined in place of a departed client
+        # broker restarts (sim.downtime): the Clean Start of the connect it is waiting to make
+        # while the broker is down (None: not waiting), and a token cancelling that reconnect
+        self.want: bool | None = None
+        self.restart_token = 0
 
     # --- the life cycle ----------------------------------------------------------
     def lifecycle(self):
@@ -46,8 +50,9 @@ class Client:
                 return
             yield Alarm(env, first, PRIORITY_CONNECTION)
             self.fleet.join(self)
-        self.connect(self.block.clean_start)
         clean_start_again = self.block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
+        self.clean_start_again = clean_start_again
+        self.try_connect(self.block.clean_start)
         plan = OutagePlan(out, self.slot, self.outage_rng, joined=env.now if self.replacement else None)
         while True:
             outage = plan.next(env.now)
@@ -58,7 +63,9 @@ class Client:
             final = outage.end is None or not self.block.auto_reconnect
             if final:
                 self.leaving()
-            self.disconnect(outage.kind or out.disconnect, out.disconnect_session_expiry_interval)
+            self.want = None  # its own network is down: no reconnect to a restarted broker meanwhile
+            if self.connected:
+                self.disconnect(outage.kind or out.disconnect, out.disconnect_session_expiry_interval)
             if final:
                 self.depart()
                 return
@@ -66,7 +73,25 @@ class Client:
             if back >= horizon:
                 return
             yield Alarm(env, back - env.now, PRIORITY_CONNECTION)
-            self.connect(clean_start_again if outage.clean_start is None else outage.clean_start)
+            self.try_connect(clean_start_again if outage.clean_start is None else outage.clean_start)
+
+    def try_connect(self, clean_start: bool) -> None:
+        """Connect now, or, while the broker is down, once it is back (see :meth:`broker_back`)."""
+        if self.broker.up:
+            self.connect(clean_start)
+        else:
+            self.want = clean_start
+
+    def broker_stopped(self) -> None:
+        """The broker stopped: the connection is gone; reconnect once it is back."""
+        self.connected = False
+        self.want = self.clean_start_again
+
+    def broker_back(self, token: int) -> None:
+        """The reconnect after a broker restart is due (with the block's back-off)."""
+        if token == self.restart_token and self.want is not None and self.broker.up and not self.connected:
+            clean_start, self.want = self.want, None
+            self.connect(clean_start)
 
     def connect(self, clean_start: bool) -> bool:
         self.connection += 1
@@ -88,6 +113,9 @@ class Client:
 
     def session_ended(self, session) -> None:
         """The broker ended this client's session."""
+
+    def session_restored(self, session) -> None:
+        """The broker started again with this client's session restored from its saved state."""
 
 
 class Consumer(Client):
@@ -128,6 +156,12 @@ class Consumer(Client):
     def session_ended(self, session) -> None:
         if self.departed:
             self.broker.members.forget(self)
+        else:
+            self.broker.members.refresh(self)
+
+    def session_restored(self, session) -> None:
+        if self.client_id not in self.group.members:  # a departed client's session is back: routed to again
+            self.broker.members.join(self)
         else:
             self.broker.members.refresh(self)
 

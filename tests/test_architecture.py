@@ -5,16 +5,18 @@ Layers (a module imports only from layers below its own):
 0. ``protocol``                                  MQTT rules as pure functions
 1. ``units``                                     value parsing and errors
 2. ``outages``, ``entities``                     outage settings and runtime; broker state objects
-3. ``config``                                    the scenario types
-4. ``timing``, ``outage_plan``, ``ledger``, ``memory``, ``eventlog``   scheduling and outages at
+3. ``restarts``                                  broker restart settings
+4. ``config``                                    the scenario types
+5. ``timing``, ``outage_plan``, ``ledger``, ``memory``, ``eventlog``   scheduling and outages at
    run time; measurement
-5. ``groups``                                    who a message is routed to; bulk booking
-6. ``broker``                                    packet and timer handlers
-7. ``clients``, ``interval``                     SimPy processes; the interval engine
-8. ``run``, ``analytic``                         one run and its Result; closed forms
-9. ``sweep``, then ``compare``, ``study``, ``advise``   experiments; comparisons; study files; the advisor
-11. ``plots``                                    figures
-12. ``cli``                                      the command line
+6. ``groups``                                    who a message is routed to; bulk booking
+7. ``broker``                                    packet and timer handlers (restarts included)
+8. ``clients``, ``interval``, ``downtime``       SimPy processes (the broker's restarts too); the
+   interval engine
+9. ``run``, ``analytic``                         one run and its Result; closed forms
+10. ``sweep``, then ``compare``, ``study``, ``advise``   experiments; comparisons; study files; the advisor
+12. ``plots``                                    figures
+13. ``cli``                                      the command line
 
 ``sim.realbroker`` (a real Mosquitto, the paho driver, calibration, log import) sits on top
 and is optional: nothing in the core imports it.
@@ -34,11 +36,12 @@ LAYERS = [
     {"protocol"},
     {"units"},
     {"outages", "entities"},
+    {"restarts"},
     {"config"},
     {"timing", "outage_plan", "ledger", "memory", "eventlog"},
     {"groups"},
     {"broker"},
-    {"clients", "interval"},
+    {"clients", "interval", "downtime"},
     {"run", "analytic"},
     {"sweep"},
     {"compare", "study", "advise"},
