@@ -78,6 +78,7 @@ class Restarts(Checked):
                                         "(or a trace)")
 
 
-def parse_restarts(value: object, field: str = "restarts") -> Restarts:
-    """``{trace: [[20, 22]], kind: graceful}`` or ``{up: {...}, down: {...}, kind: crash}``."""
-    return build(Restarts, value, field)
+def parse_restarts(value: object, field: str = "restarts") -> Restarts | None:
+    """``{trace: [[20, 22]], kind: graceful}`` or ``{up: {...}, down: {...}, kind: crash}``;
+    null: no restarts."""
+    return None if value is None else build(Restarts, value, field)
