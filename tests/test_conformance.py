@@ -187,7 +187,45 @@ case("max_queued_messages_with_unacknowledged_inflight",  # 1.5 s is unacknowled
      # 2.0.11 counts the in-flight message towards the limit of 2 (D3): only 4 s is queued
      {"c-0": ((False, True), (1.5, 4) if OLD_2011 else (1.5, 4, 4.5))}, broker={"max queued messages": 2})
 
-DUPLICATES = {"max_queued_messages_with_unacknowledged_inflight": 1, "qos1_unacknowledged_redelivered_as_duplicate": 1, "qos2_unacknowledged_not_duplicated": 0}
+# --- broker restarts (the driver kills the broker: SIGTERM graceful, SIGKILL crash, and starts it again)
+RESTART = {"trace": [[3.5, 4.5]]}
+case("restart_without_persistence_ends_every_session",  # off: 2.5 lost with its session, 5.5 finds none
+     [consumer("off", outages=outage((1.5, 7))), consumer("on")], publisher([1, 2.5, 5.5, 8]), 9,
+     {"off-0": ((False, False), (1, 8)), "on-0": ((False, False), (1, 2.5, 5.5, 8))},
+     broker={"restarts": RESTART})
+case("crash_without_persistence_ends_every_session",
+     [consumer("off", outages=outage((1.5, 7))), consumer("on")], publisher([1, 2.5, 5.5, 8]), 9,
+     {"off-0": ((False, False), (1, 8)), "on-0": ((False, False), (1, 2.5, 5.5, 8))},
+     broker={"restarts": {**RESTART, "kind": "crash"}})
+case("graceful_restart_with_persistence_keeps_queues",  # QoS 1 and queued QoS 0 kept; 5.5 queued behind them
+     [consumer("off", outages=outage((1.5, 7))), consumer("on")],
+     [publisher([1, 2, 3, 5.5, 8], cid="q1"), publisher([2.5], cid="q0", qos=0, topic="t/zero")], 9,
+     {"off-0": ((False, True), (1, 2, 2.5, 3, 5.5, 8)), "on-0": ((False, True), (1, 2, 2.5, 3, 5.5, 8))},
+     broker={"restarts": RESTART, "persistence": True, "queue qos0 messages": True})
+case("graceful_restart_re_sends_in_flight",  # 1.5 received, its PUBACK (due 3.5) lost with the stop at 3
+     consumer(**{"network latency": 1}), publisher([1.5, 6]), 8, {"c-0": ((False, True), (1.5, 6))},
+     broker={"restarts": {"trace": [[3, 4]]}, "persistence": True})
+case("clean_start_1_session_not_saved",  # cs1's last CONNECT had Clean Start 1: not saved, 2.5 lost
+     [consumer("cs1", **{"clean start": True, "outages": outage((1.5, 7), **{"reconnect clean start": False})}),
+      consumer("cs0", outages=outage((1.5, 7)))], publisher([1, 2.5, 8]), 9,
+     {"cs1-0": ((False, False), (1, 8)), "cs0-0": ((False, True), (1, 2.5, 8))},
+     broker={"restarts": RESTART, "persistence": True})
+case("restored_session_expiry",  # interval 2, away from 1.5; restored at 4: 2.0.11 never expires it until the
+     # reconnect at 8 (wall time: it has expired at 3.5); dropped again at 9.5 it expires at 11.5 as usual
+     consumer(**{"session expiry interval": 2, "outages": outage((1.5, 8), (9.5, 13))}), publisher([1, 2, 9, 10.5, 14]),
+     15, {"c-0": ((False, True, False), (1, 2, 9, 14)) if OLD_2011 else ((False, False, False), (1, 9, 14))},
+     broker={"restarts": {"trace": [[3, 4]]}, "persistence": True})
+case("crash_returns_to_last_autosave",  # saved at 4 (a and b away, 2 queued); crash at 7, back at 8:
+     # a got 2 at 6, its acknowledgement is lost: re-sent, a duplicate; 6.5 reached b's queue after the save: lost
+     [consumer("a", outages=outage((1.5, 6))), consumer("b", outages=outage((1.5, 9)))],
+     publisher([1, 2, 6.5, 9.5]), 10.5,
+     {"a-0": ((False, True, True), (1, 2, 6.5, 9.5)), "b-0": ((False, True), (1, 2, 9.5))},
+     broker={"restarts": {"trace": [[7, 8]], "kind": "crash"}, "persistence": True, "autosave interval": 4})
+case("crash_with_autosave_0_saves_nothing",
+     consumer(outages=outage((1.5, 5.5))), publisher([1, 2.5, 6.5]), 7.5, {"c-0": ((False, False), (1, 6.5))},
+     broker={"restarts": {**RESTART, "kind": "crash"}, "persistence": True, "autosave interval": 0})
+
+DUPLICATES = {"graceful_restart_re_sends_in_flight": 1, "crash_returns_to_last_autosave": 1, "max_queued_messages_with_unacknowledged_inflight": 1, "qos1_unacknowledged_redelivered_as_duplicate": 1, "qos2_unacknowledged_not_duplicated": 0}
 PROTOCOL_ERRORS = {"disconnect_expiry_zero_to_nonzero_protocol_error": 1}
 
 
