@@ -393,3 +393,45 @@ def test_a_late_run_is_repeated_and_only_lateness_is(monkeypatch):
         scales.append(time_scale), cf.ObservedRun(scenario=s.name))[1])
     r = cf.run_conformance(scn, lambda settings: FakeBroker())
     assert scales == [1.0] and len(r.attempts) == 1
+
+
+def test_restart_timeline_stops_starts_and_reconnects():
+    """The driver's timeline for a restart: kill at the stop, start at the return, then every client
+    whose own network is up reconnects (consumers first); one away then reconnects at its own time."""
+    scn = CASES["restart_without_persistence_ends_every_session"][0]
+    acts = [(a.at, a.kind, a.client.client_id if a.client else None) for a in cf.timeline(scn)]
+    assert acts == [(0, "connect", "off-0"), (0, "connect", "on-0"), (0, "connect", "p-0"), (1, "publish", "p-0"),
+                    (1.5, "disconnect", "off-0"), (2.5, "publish", "p-0"), (3.5, "broker_stop", None),
+                    (4.5, "broker_start", None), (4.5, "connect", "on-0"), (4.5, "connect", "p-0"),
+                    (5.5, "publish", "p-0"), (7, "connect", "off-0"), (8, "publish", "p-0")]
+    kinds = [a.args for a in cf.timeline(CASES["crash_returns_to_last_autosave"][0]) if a.kind == "broker_stop"]
+    assert kinds == [("crash",)]
+
+
+def test_restart_settings_reach_the_broker():
+    s = cf.broker_settings(CASES["crash_returns_to_last_autosave"][0], time_scale=2.0)
+    assert s["persistence"] == "true" and s["autosave_interval"] == 8
+    assert "persistence" not in cf.broker_settings(CASES["restart_without_persistence_ends_every_session"][0])
+    assert cf.autosave_times(CASES["crash_returns_to_last_autosave"][0]) == [(4.0, 1)]  # 8 is after the crash at 7
+
+
+def test_restart_hazards_are_flagged():
+    # a publish 0.3 s after the stop; a disconnect inside the first autosave's window [2.3, 5.3)
+    bad = scenario("bad", consumer(outages=outage((4, 8))), publisher([1, 6.3]), 9,
+                   broker={"restarts": {"trace": [[6, 7]], "kind": "crash"}, "persistence": True,
+                           "autosave interval": 4})
+    problems = cf.timeline_problems(bad)
+    assert any("publish of p-0 at 6.3 s is within 0.5 wall s of the broker_stop at 6" in p for p in problems), problems
+    assert any("disconnect of c-0 at 4 s is within [2.3, 5.3) of the autosave 4 s" in p for p in problems), problems
+
+
+def test_restart_scenarios_the_driver_cannot_play_are_refused():
+    random = scenario("random", consumer(), publisher([1]), 5,
+                      broker={"restarts": {"up": {"distribution": "fixed", "value": 2},
+                                           "down": {"distribution": "fixed", "value": 1}}})
+    with pytest.raises(ValueError, match="only a trace"):
+        cf.timeline(random)
+    buffered = scenario("buffered", consumer(), publisher([1], **{"offline buffer": 2}), 5,
+                        broker={"restarts": {"trace": [[2, 3]]}})
+    with pytest.raises(ValueError, match="offline buffer: must be 0 with broker restarts"):
+        cf.timeline(buffered)
