@@ -493,3 +493,48 @@ def test_profiles_say_which_restored_session_expiry_they_use():
         assert sim.BrokerConfig(profile=name).restored_session_expiry == "wall time"
     b = sim.BrokerConfig(profile="mosquitto")
     assert b.persistence is False and b.autosave_interval == 1800 and b.restarts is None
+
+
+# --------------------------------------------------------------------------- a busy fleet
+
+
+FLEET = {"name": "fleet", "horizon": "20m",
+         "mqttConsumer": [{"client id": "a", "clients": 4, "qos": 1, "session expiry interval": 60, "clean start": False,
+                           "network latency": 0.3, "receive maximum": 2,
+                           "outages": {"up": {"distribution": "exponential", "mean": "2m"},
+                                       "down": {"distribution": "exponential", "mean": 40}, "leave probability": 0.1,
+                                       "replace departed": True, "reconnect": {"initial delay": 1, "jitter": 0.5}}},
+                          {"client id": "b", "clients": 3, "qos": 0, "session expiry interval": 20, "clean start": True,
+                           "outages": {"up": {"distribution": "exponential", "mean": "3m"},
+                                       "down": {"distribution": "exponential", "mean": 30},
+                                       "reconnect clean start": False}}],
+         "mqttPublisher": [{"clients": 2, "qos": 1, "rate": "2/s", "network latency": 0.2, "offline buffer": 5,
+                            "session expiry interval": 30, "clean start": False, "message expiry interval": 50,
+                            "outages": {"up": {"distribution": "exponential", "mean": "5m"},
+                                        "down": {"distribution": "fixed", "value": 10}}},
+                           {"clients": 1, "qos": 0, "rate": "1/s", "topic": "x/{id}"}]}
+
+
+@pytest.mark.parametrize("persistence, kind, shared", [(False, "graceful", True), (True, "graceful", True),
+                                                       (True, "crash", True), (True, "crash", False)])
+def test_a_busy_fleet_conserves_pairs_and_holds_nothing_while_down(persistence, kind, shared):
+    """Latency, Receive Maximum, departures with replacements, publisher outages and buffers,
+    message expiry, queue limits: every pair still gets one fate (the run checks it, per pair
+    too), and the broker's memory is 0 from each stop to the next start."""
+    broker = {"profile": "mosquitto-2.0.11", "persistence": persistence, "autosave interval": 45,
+              "shared message store": shared, "max queued messages": 5, "queue qos0 messages": True,
+              "restarts": {"up": {"distribution": "exponential", "mean": "3m"},
+                           "down": {"distribution": "exponential", "mean": 20}, "kind": kind}}
+    res = sim.run(sim.load_scenario({**FLEET, "broker": broker}), seed=5, record_messages=True, memory_points=None)
+    mem, ev, s = res.memory, res.events, res.summary
+    stops = ev[ev.event == "broker_stop"].time.to_numpy()
+    starts = ev[ev.event == "broker_start"].time.to_numpy()
+    assert len(stops) >= 3
+    for stop, start in zip(stops, list(starts) + [res.scenario.horizon]):
+        down = mem[(mem.time >= stop) & (mem.time < start)]
+        assert len(down) and (down[["bytes", "sessions", "queued"]] == 0).all().all(), (stop, start)
+    assert (mem.drop(columns="time") >= 0).all().all()
+    assert res.messages.fate.notna().all()
+    assert s.routed == s.delivered + s.lost + s.pending + s.departed_pairs
+    if persistence and kind == "graceful":
+        assert s.lost_broker_restart < sim.run(res.scenario.updated({"broker.persistence": False}), seed=5).summary.lost_broker_restart
