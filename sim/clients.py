@@ -39,6 +39,8 @@ class Client:
         # while the broker is down (None: not waiting), and a token cancelling that reconnect
         self.want: bool | None = None
         self.restart_token = 0
+        out = block.outages
+        self.clean_start_again = block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
 
     # --- the life cycle ----------------------------------------------------------
     def lifecycle(self):
@@ -50,8 +52,7 @@ class Client:
                 return
             yield Alarm(env, first, PRIORITY_CONNECTION)
             self.fleet.join(self)
-        clean_start_again = self.block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
-        self.clean_start_again = clean_start_again
+        clean_start_again = self.clean_start_again
         self.try_connect(self.block.clean_start)
         plan = OutagePlan(out, self.slot, self.outage_rng, joined=env.now if self.replacement else None)
         while True:
@@ -59,6 +60,8 @@ class Client:
             if outage is None or outage.start >= horizon:
                 return
             yield Alarm(env, outage.start - env.now, PRIORITY_CONNECTION)
+            if self.departed:  # it left when a broker restart dropped it (auto reconnect false)
+                return
             # the client leaves for good with this disconnect (or never reconnects by itself)
             final = outage.end is None or not self.block.auto_reconnect
             if final:

@@ -7,7 +7,8 @@ or lose what they produce (their ``offline buffer``); when it is back it restore
 (:meth:`sim.broker.Broker.start`) and every client that wants to be connected reconnects, at
 the first attempt of its block's reconnect back-off at or after the broker's return (at once
 without back-off), consumers before publishers. A client whose own network is down meanwhile
-reconnects when its own outage ends, as usual.
+reconnects when its own outage ends, as usual. A client with ``auto reconnect: false`` does not
+come back: the stop is its departure.
 
 Random restarts draw from their own stream (the run's third seed child), so the clients'
 outages and publishes are the same with and without restarts (common random numbers).
@@ -59,10 +60,18 @@ class Downtime:
             if stop >= horizon:
                 return
             yield Alarm(env, stop - env.now, PRIORITY_CONNECTION)
+            # a client that does not reconnect by itself (auto reconnect false) leaves for good with
+            # this drop; as for its own drops, that is decided before the drop is processed
+            leaving = [c for c in self.clients() if c.connected and not c.block.auto_reconnect]
+            for c in leaving:
+                c.leaving()
             self.broker.stop(self.restarts.kind)
             for c in self.clients():
                 if c.connected:
                     c.broker_stopped()
+            for c in leaving:
+                c.want = None
+                c.depart()
             if back >= horizon:
                 return
             # the broker is back before the connection changes of that instant (it restores first)

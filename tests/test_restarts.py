@@ -343,6 +343,18 @@ def test_departed_clients_traffic_lost_at_a_restart_is_departed():
     assert res.summary.lost == 0 and res.summary.departed_expired == 1
 
 
+def test_a_client_that_does_not_reconnect_by_itself_departs_at_the_stop():
+    # auto reconnect false: the drop at 20 is its departure (it never connects again); 15 and 19.5
+    # were delivered before it, and 25 is not routed to it (a departed client without a session)
+    scn = scenario([consumer("once", **{"auto reconnect": False}), consumer("k")], publisher([15, 19.5, 25]),
+                   restarts=RESTART)
+    res = sim.run(scn, record_messages=True)
+    assert connect_times(res, "once-0") == (0,)
+    assert fates(res, "once-0") == {15: ("delivered", 15, 0), 19.5: ("delivered", 19.5, 0)}
+    assert res.summary.departures == 1 and res.summary.lost == 0
+    assert fates(res, "k-0")[25] == ("delivered", 25, 0)
+
+
 def test_departed_clients_session_restored_is_routed_to_again():
     scn = scenario([consumer("d", outages=trace((5, None)))], publisher([1, 10, 25]), restarts=RESTART,
                    persistence=True)
