@@ -183,7 +183,8 @@ def _profile_settings(profile: str) -> dict[str, Any]:
     """The ``settings`` mapping of a profile file (keys normalized and checked, values as written)."""
     prof = as_mapping(yaml.safe_load(profile_path(profile).read_text()), f"profile {profile}")
     settings = as_mapping(prof.get("settings", {}), f"profile {profile}.settings")
-    check_keys(settings, set(BrokerConfig.keys()) - {"profile"}, f"profile {profile}.settings")
+    # a profile describes a broker, not when it restarts
+    check_keys(settings, set(BrokerConfig.keys()) - {"profile", "restarts"}, f"profile {profile}.settings")
     return settings
 
 

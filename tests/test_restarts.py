@@ -550,3 +550,10 @@ def test_a_busy_fleet_conserves_pairs_and_holds_nothing_while_down(persistence, 
     assert s.routed == s.delivered + s.lost + s.pending + s.departed_pairs
     if persistence and kind == "graceful":
         assert s.lost_broker_restart < sim.run(res.scenario.updated({"broker.persistence": False}), seed=5).summary.lost_broker_restart
+
+
+def test_a_profile_cannot_schedule_restarts(tmp_path):
+    prof = tmp_path / "restarting.yaml"
+    prof.write_text("name: restarting\nsettings:\n  restarts: {trace: [[1, 2]]}\n")
+    with pytest.raises(sim.ScenarioError, match=r"^profile .*restarting\.yaml\.settings\.restarts: .* is an unknown key"):
+        sim.BrokerConfig(profile=str(prof))
