@@ -210,6 +210,9 @@ case("clean_start_1_session_not_saved",  # cs1's last CONNECT had Clean Start 1:
       consumer("cs0", outages=outage((1.5, 7)))], publisher([1, 2.5, 8]), 9,
      {"cs1-0": ((False, False), (1, 8)), "cs0-0": ((False, True), (1, 2.5, 8))},
      broker={"restarts": RESTART, "persistence": True})
+case("expiry_0_session_not_saved",  # Clean Start 0 with interval 0, connected at the stop: Session Present 0 after
+     consumer(**{"session expiry interval": 0}), publisher([1, 5]), 6, {"c-0": ((False, False), (1, 5))},
+     broker={"restarts": {"trace": [[3, 4]]}, "persistence": True})
 case("restored_session_expiry",  # interval 2, away from 1.5; restored at 4: 2.0.11 never expires it until the
      # reconnect at 8 (wall time: it has expired at 3.5); dropped again at 9.5 it expires at 11.5 as usual
      consumer(**{"session expiry interval": 2, "outages": outage((1.5, 8), (9.5, 13))}), publisher([1, 2, 9, 10.5, 14]),
@@ -431,6 +434,9 @@ def test_restart_scenarios_the_driver_cannot_play_are_refused():
                                            "down": {"distribution": "fixed", "value": 1}}})
     with pytest.raises(ValueError, match="only a trace"):
         cf.timeline(random)
+    once = scenario("once", consumer(**{"auto reconnect": False}), publisher([1]), 5, broker={"restarts": {"trace": [[2, 3]]}})
+    with pytest.raises(ValueError, match="auto reconnect: false"):
+        cf.timeline(once)
     buffered = scenario("buffered", consumer(), publisher([1], **{"offline buffer": 2}), 5,
                         broker={"restarts": {"trace": [[2, 3]]}})
     with pytest.raises(ValueError, match="offline buffer: must be 0 with broker restarts"):

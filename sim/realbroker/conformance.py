@@ -215,6 +215,8 @@ def _unsupported(scenario: Scenario) -> list[str]:
         out.append("broker.restarts: only a trace (scripted restarts) can be driven")
     for i, c in enumerate(scenario.consumers):
         o = c.outages
+        if not c.auto_reconnect:
+            out.append(f"mqttConsumer[{i}].auto reconnect: false (a client that never comes back) is not driven")
         if o.up is not None:
             out.append(f"mqttConsumer[{i}].outages: only a trace (scripted outages) can be driven")
         if o.reconnect is not None:
