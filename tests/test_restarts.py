@@ -584,3 +584,16 @@ def test_a_loss_undone_before_the_warm_up_ends_is_not_counted():
     s = res.summary
     assert (s.published, s.routed, s.delivered, s.lost) == (1, 1, 1, 0)
     assert res.messages.published_at.tolist() == [35]
+
+
+def test_on_2_0_11_a_departed_devices_restored_session_is_held_for_good():
+    # d leaves at 5 with interval 10: without a restart its session (and 7) ends at 15; restored
+    # at 12 (on reconnect) it never expires: 7 and 20 are held to the horizon, stranded memory
+    scn = scenario(consumer("d", **{"session expiry interval": 10, "outages": trace((5, None))}), publisher([1, 7, 20]),
+                   restarts={"trace": [[10, 12]]}, persistence=True)
+    kept = sim.run(scn, record_messages=True)
+    assert fates(kept, "d-0") == {1: ("delivered", 1, 0), 7: ("departed_held", 40, 0), 20: ("departed_held", 40, 0)}
+    assert kept.memory.stranded_bytes.iloc[-1] > 0
+    wall = sim.run(scn.updated({"broker.restored session expiry": "wall time"}), record_messages=True)
+    assert fates(wall, "d-0") == {1: ("delivered", 1, 0), 7: ("departed_expired", 15, 0)}
+    assert wall.memory.stranded_bytes.iloc[-1] == 0
