@@ -338,6 +338,21 @@ def test_session_expiry_granularity(mosquitto_broker):
     assert max(late) > 0.5, got  # it really is a one-second granularity, not an exact timer
 
 
+def test_autosave_period(mosquitto_broker):
+    """Mosquitto 2.0.11 saves every autosave_interval + 1 s (whole seconds, strict comparison),
+    the first save up to 1 s later than the interval after its start: the margins of
+    cf.timeline_problems (docs/conformance.md, "Broker restarts")."""
+    import time
+
+    launched = time.time()
+    broker = mosquitto_broker({"persistence": "true", "autosave_interval": 1})
+    saves = cf.measure_autosave_times(broker, launched, 6.5)
+    assert len(saves) >= 2, saves
+    assert 1 - 0.05 < saves[0] < 1 + 2.0, saves  # interval + (0, 1] s after the start, plus start-up time
+    gaps = [b - a for a, b in zip(saves, saves[1:])]
+    assert all(1.7 < g < 2.5 for g in gaps), saves  # interval + 1 s (2 s), not the interval (1 s); polling jitter allowed
+
+
 def test_timeline_problems_flags_hazards():
     bad = scenario("bad", consumer(**{"session expiry interval": 2, "outages": outage((1, 3.5))}),
                    publisher([1.2, 2]), 5)

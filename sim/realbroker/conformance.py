@@ -856,3 +856,29 @@ def measure_session_expiry_lateness(broker, interval: int = 1,
     finally:
         watcher.loop_stop()
         watcher.disconnect()
+
+
+# --------------------------------------------------------------------------- autosave period
+
+
+def measure_autosave_times(broker, launched: float, duration: float) -> list[float]:
+    """When a persistent Mosquitto writes its database, in seconds after ``launched`` (the
+    ``time.time()`` just before it was started): the persistence file (written to
+    ``mosquitto.db.new`` and renamed) is polled every 10 ms for ``duration`` seconds."""
+    import os
+
+    db = os.path.join(broker._dir.name, "mosquitto.db")  # noqa: SLF001 - the broker's own temporary directory
+    seen: list[float] = []
+    last = None
+    end = time.time() + duration
+    while time.time() < end:
+        try:
+            st = os.stat(db)
+            key = (st.st_ino, st.st_mtime_ns)
+            if key != last:
+                last = key
+                seen.append(time.time() - launched)
+        except FileNotFoundError:
+            pass
+        time.sleep(0.01)
+    return seen
