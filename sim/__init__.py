@@ -9,13 +9,14 @@ from .config import BrokerConfig, ConsumerBlock, PublisherBlock, Scenario, load_
 from .ledger import ConservationError
 from .outages import Backoff, Distribution, NetworkOutages, Outages
 from .protocol import DEPARTED_FATES, FATES, LOSS_CAUSES, UINT_MAX
+from .restarts import Restarts
 from .run import EngineError, Result, run
 from .sweep import summarize, sweep
 from .study import load_study
 from .units import ScenarioError
 
 __all__ = ["UINT_MAX", "LOSS_CAUSES", "DEPARTED_FATES", "FATES", "Scenario", "BrokerConfig", "ConsumerBlock", "PublisherBlock",
-           "Outages", "Distribution", "Backoff", "NetworkOutages",
+           "Outages", "Distribution", "Backoff", "NetworkOutages", "Restarts",
            "load_scenario", "run", "Result", "sweep", "summarize", "compare", "load_study", "advise", "Advice", "ScenarioError", "ConservationError",
            "EngineError"]
 __version__ = "0.1.0"

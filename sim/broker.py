@@ -9,6 +9,8 @@ Standard.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import simpy
 
 from . import protocol
@@ -19,6 +21,25 @@ from .groups import Membership
 from .ledger import FateLedger
 from .memory import MemoryMonitor
 from .timing import PRIORITY_EXPIRY, PRIORITY_MESSAGE, Alarm
+
+#: Same-instant priority of an autosave: after every model event at that instant.
+PRIORITY_SAVE = PRIORITY_MESSAGE + 1
+
+
+@dataclass(frozen=True)
+class SavedSession:
+    """One session as a save wrote it (the persistence file): what a restart restores."""
+
+    client_id: str
+    role: str
+    client: object
+    interval: int
+    requested: int
+    sub_filter: str | None
+    sub_qos: int
+    closed_at: float | None  #: when its connection closed; None: connected at the save (closes at the stop)
+    inflight: tuple[Entry, ...]
+    queue: tuple[Entry, ...]
 
 
 class Broker:
@@ -32,6 +53,12 @@ class Broker:
         # per-pair records need every pair visited: no bulk booking then
         self.members = Membership(self.sessions, fates, bulk=not fates.record_messages)
         self.transit: dict[int, tuple[Entry, Session]] = {}  # QoS 0 copies on the wire to consumers
+        # broker restarts (sim.downtime drives them; docs/model.md "Broker restarts")
+        self.up = True  # the broker process runs
+        self.saved: dict[str, SavedSession] | None = None  # the last saved state (None: nothing saved yet)
+        self.image: dict[str, SavedSession] = {}  # while down: the state the broker will start from
+        self.stopped_at = 0.0
+        self.save_token = 0  # bumped at each stop: cancels the pending autosave
 
     # ------------------------------------------------------------------ helpers
     def schedule(self, delay: float, priority: int, callback) -> None:
@@ -74,6 +101,8 @@ class Broker:
     def connect(self, client, clean_start: bool, requested_interval: int) -> bool:
         """CONNECT (§3.1): apply Clean Start, grant the expiry interval; return Session Present."""
         t, cid = self.env.now, client.client_id
+        if not self.up:
+            raise RuntimeError(f"{cid} connects at {t:g} s while the broker is down")
         s = self.sessions.get(cid)
         out = protocol.connect_outcome(s is not None, clean_start)
         if out.discard_existing:
@@ -94,6 +123,7 @@ class Broker:
             s.nbytes = nbytes
             self.memory.change(t, OFFLINE, session=nbytes, sessions=1)
         s.connected = True
+        s.clean_start = clean_start
         s.connection += 1
         self.memory.move(t, s.category, CONNECTED, s.nbytes)
         s.category = CONNECTED
@@ -133,6 +163,7 @@ class Broker:
         if s is None or not s.connected:
             return
         s.connected = False
+        s.closed_at = t
         if kind == "clean":
             out = protocol.disconnect_expiry(s.requested, s.interval, disconnect_interval,
                                              self.cfg.max_session_expiry_interval)
@@ -342,7 +373,8 @@ class Broker:
         self.transit[id(e)] = (e, s)
 
         def arrive():
-            self.transit.pop(id(e), None)
+            if self.transit.pop(id(e), None) is None:
+                return  # settled when the broker stopped
             ok = s.alive and s.connected and s.connection == conn
             self.fates.settle(e, "delivered" if ok else "qos0_offline", self.env.now)
 
@@ -381,6 +413,11 @@ class Broker:
         """At the horizon: everything still held is ``pending`` (the ledger books it as
         ``departed_held`` for a client that has left for good)."""
         t = self.horizon
+        for saved in self.image.values():  # the broker is down at the horizon: what it will restore is pending
+            for e in saved.inflight + saved.queue:
+                if not e.done and not e.copy:
+                    expired = e not in saved.inflight and self._expired(e.msg, t)
+                    self.fates.settle(e, "message_expired" if expired else "pending", t)
         for s in list(self.sessions.values()):
             for e in list(s.inflight) + s.live_queued():
                 if not e.done and not e.copy:
@@ -389,3 +426,145 @@ class Broker:
         for e, s in self.transit.values():
             self.fates.settle(e, "pending", t)
         self.transit.clear()
+
+    # ------------------------------------------------------------------ restarts and persistence
+    def save(self) -> dict[str, SavedSession]:
+        """The state a save writes: the sessions :func:`protocol.session_saved` keeps, with
+        their subscription, in-flight and queued messages (the entries themselves: what
+        becomes of them after the save is decided when the state is restored)."""
+        out = {}
+        for s in self.sessions.values():
+            if protocol.session_saved(s.clean_start, s.interval):
+                out[s.client_id] = SavedSession(s.client_id, s.role, s.client, s.interval, s.requested, s.sub_filter,
+                                                s.sub_qos, None if s.connected else s.closed_at, tuple(s.inflight),
+                                                tuple(s.live_queued()))
+        return out
+
+    def autosaves(self) -> None:
+        """Save every ``autosave interval`` seconds while the broker runs (from now: a start)."""
+        if not (self.cfg.persistence and self.cfg.autosave_interval > 0):
+            return
+        token = self.save_token
+
+        def autosave():
+            if token == self.save_token and self.up:
+                self.saved = self.save()
+                self.log.event(self.env.now, "", "broker", "autosave", detail=f"{len(self.saved)} sessions")
+                self.schedule(self.cfg.autosave_interval, PRIORITY_SAVE, autosave)
+
+        self.schedule(self.cfg.autosave_interval, PRIORITY_SAVE, autosave)
+
+    def stop(self, kind: str) -> None:
+        """The broker process stops (``graceful``: SIGTERM, ``crash``: SIGKILL): every network
+        connection closes and every session leaves memory. What it will start from
+        (:func:`protocol.restart_restores`) is kept aside; whatever the sessions held that is
+        not part of it is lost (``broker_restart``)."""
+        t = self.env.now
+        restores = protocol.restart_restores(self.cfg.persistence, kind)
+        if restores == protocol.RESTORE_AT_STOP:
+            self.saved = self.save()
+        self.image = dict(self.saved or {}) if restores != protocol.RESTORE_NOTHING else {}
+        self.up = False
+        self.stopped_at = t
+        self.save_token += 1
+        self.log.event(t, "", "broker", "broker_stop", detail=kind)
+        for e, _s in list(self.transit.values()):  # QoS 0 on the wire: the connection is gone (rule 6)
+            self.fates.settle(e, "qos0_offline", t)
+        self.transit.clear()
+        kept = {id(e) for saved in self.image.values() for e in saved.inflight + saved.queue}
+        for s in list(self.sessions.values()):
+            if s.connected:
+                self.log.event(t, s.client_id, s.role, "disconnect", interval=s.interval, detail="broker stop")
+            s.connected = False
+            for e in list(s.inflight):
+                self._release(s, e)
+                if id(e) not in kept:
+                    self.fates.settle(e, "broker_restart", t)
+            for e in s.live_queued():
+                self._release(s, e)
+                if id(e) not in kept:
+                    e.live = False
+                    self.fates.settle(e, "message_expired" if self._expired(e.msg, t) else "broker_restart", t)
+            self.memory.change(t, s.category, session=-(s.nbytes), queued=-s.queued_count, sessions=-1)
+            s.inflight.clear()
+            s.queue.clear()
+            s.queued_count = s.queued_bytes = s.limit_count = s.limit_bytes = s.nbytes = 0
+            s.alive = False
+            del self.sessions[s.client_id]
+            if s.client_id not in self.image:
+                self.log.event(t, s.client_id, s.role, "session_lost", interval=s.interval, detail=kind)
+            s.client.session_ended(s)
+
+    def start(self) -> None:
+        """The broker process starts again from the state kept at :meth:`stop` (restored
+        sessions are offline until their clients reconnect), and autosaves resume."""
+        t = self.env.now
+        self.up = True
+        self.log.event(t, "", "broker", "broker_start", detail=f"{len(self.image)} sessions restored")
+        image, self.image = self.image, {}
+        for saved in image.values():
+            self._restore(saved, t)
+        self.autosaves()
+
+    def _restore(self, saved: SavedSession, t: float) -> None:
+        client, cfg = saved.client, self.cfg
+        s = Session(saved.client_id, saved.role, client, saved.interval)
+        s.requested, s.clean_start = saved.requested, False
+        s.closed_at = self.stopped_at if saved.closed_at is None else saved.closed_at
+        s.connected = False
+        s.category = STRANDED if client.departed else OFFLINE
+        self.sessions[s.client_id] = s
+        nbytes = self._session_bytes(s)
+        s.nbytes = nbytes
+        self.memory.change(t, s.category, session=nbytes, sessions=1)
+        if saved.sub_filter is not None:
+            s.sub_filter, s.sub_qos = saved.sub_filter, saved.sub_qos
+            sub = cfg.subscription_overhead_bytes + len(saved.sub_filter.encode())
+            s.nbytes += sub
+            self.memory.change(t, s.category, session=sub)
+        for e in saved.inflight:
+            e = self._restored_entry(e)
+            self._hold(s, e)
+            s.inflight[e] = None
+        for e in saved.queue:
+            e = self._restored_entry(e)
+            self._hold(s, e)
+            s.queue.append(e)
+            size = e.msg.payload_bytes
+            s.queued_count += 1
+            s.queued_bytes += size
+            if self._counted(e):
+                s.limit_count += 1
+                s.limit_bytes += size
+            self.memory.change(t, s.category, queued=1)
+        self.log.event(t, s.client_id, s.role, "session_restored", interval=s.interval,
+                       detail=f"{len(saved.inflight)} in flight, {len(saved.queue)} queued")
+        client.session_restored(s)
+        if cfg.message_expiry_check == "eager":
+            for e in s.live_queued():
+                if e.msg.expires_at is not None:
+                    if self._expired(e.msg, t):
+                        self._drop(s, e, "message_expired")
+                    else:
+                        self.schedule(e.msg.expires_at - t, PRIORITY_EXPIRY, lambda e=e: self._expire_entry(s, e))
+        deadline = protocol.restored_expiry_deadline(cfg.restored_session_expiry, s.closed_at, s.interval,
+                                                     cfg.uint_max_never_expires)
+        if deadline is not None:
+            if deadline <= t:  # it expired while the broker was down
+                self.end_session(s, "session_expired", "session_expired")
+            else:
+                s.expiry_token += 1
+                token = s.expiry_token
+                self.schedule(deadline - t, PRIORITY_EXPIRY, lambda: self._expire(s, token))
+
+    def _restored_entry(self, e: Entry) -> Entry:
+        """The entry a restored session holds for a saved one (:func:`protocol.restored_entry`)."""
+        if e.copy:
+            return Entry(e.msg, e.consumer, e.qos, copy=True)
+        what = protocol.restored_entry(e.done, e.received)
+        if what == protocol.ENTRY_REDELIVERED:  # its acknowledgement is lost: sent again, a duplicate
+            return Entry(e.msg, e.consumer, e.qos, copy=True)
+        if what == protocol.ENTRY_REOPENED:  # the loss booked since the save is undone
+            self.fates.reopen(e)
+        e.live, e.received = True, False
+        return e

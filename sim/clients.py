@@ -36,6 +36,12 @@ class Client:
         self.departed = False
         self.connection = 0
         self.replacement = False  # joined in place of a departed client
+        # broker restarts (sim.downtime): the Clean Start of the connect it is waiting to make
+        # while the broker is down (None: not waiting), and a token cancelling that reconnect
+        self.want: bool | None = None
+        self.restart_token = 0
+        out = block.outages
+        self.clean_start_again = block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
 
     # --- the life cycle ----------------------------------------------------------
     def lifecycle(self):
@@ -64,8 +70,8 @@ class Client:
             yield Alarm(env, off.back - env.now, PRIORITY_CONNECTION)
             if off.storm is not None:
                 network.reconnects[off.storm].append(env.now)
-        self.connect(clean_start)
-        clean_start_again = self.block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
+        self.try_connect(clean_start)
+        clean_start_again = self.clean_start_again
         own, own_left = None, True  # the client's own next outage (drawn while it is connected)
         while True:
             if own is None and own_left:
@@ -77,17 +83,22 @@ class Client:
             if min(own_at, net_at) >= horizon:
                 return
             yield Alarm(env, min(own_at, net_at) - env.now, PRIORITY_CONNECTION)
+            if self.departed:  # it left when a broker restart dropped it (auto reconnect false)
+                return
             if own_at <= net_at:  # its own outage (first, at the same instant)
                 outage, own = own, None
                 kind, own_end, override = outage.kind or out.disconnect, outage.end, outage.clean_start
             else:  # a network outage: the connection is lost, no DISCONNECT packet
                 outage, kind, own_end, override = None, "network", None, None
-                network.dropped[w[2]] += 1
+                if self.connected:
+                    network.dropped[w[2]] += 1
             # the client leaves for good with this disconnect (or never reconnects by itself)
             final = (outage is not None and outage.end is None) or not self.block.auto_reconnect
             if final:
                 self.leaving()
-            self.disconnect(kind, out.disconnect_session_expiry_interval)
+            self.want = None  # its own network is down: no reconnect to a restarted broker meanwhile
+            if self.connected:
+                self.disconnect(kind, out.disconnect_session_expiry_interval)
             if final:
                 self.depart()
                 return
@@ -101,9 +112,27 @@ class Client:
             if off.back >= horizon:
                 return
             yield Alarm(env, off.back - env.now, PRIORITY_CONNECTION)
-            self.connect(clean_start_again if off.clean_start is None else off.clean_start)
+            self.try_connect(clean_start_again if off.clean_start is None else off.clean_start)
             if off.storm is not None:
                 network.reconnects[off.storm].append(env.now)
+
+    def try_connect(self, clean_start: bool) -> None:
+        """Connect now, or, while the broker is down, once it is back (see :meth:`broker_back`)."""
+        if self.broker.up:
+            self.connect(clean_start)
+        else:
+            self.want = clean_start
+
+    def broker_stopped(self) -> None:
+        """The broker stopped: the connection is gone; reconnect once it is back."""
+        self.connected = False
+        self.want = self.clean_start_again
+
+    def broker_back(self, token: int) -> None:
+        """The reconnect after a broker restart is due (with the block's back-off)."""
+        if token == self.restart_token and self.want is not None and self.broker.up and not self.connected:
+            clean_start, self.want = self.want, None
+            self.connect(clean_start)
 
     def connect(self, clean_start: bool) -> bool:
         self.connection += 1
@@ -125,6 +154,9 @@ class Client:
 
     def session_ended(self, session) -> None:
         """The broker ended this client's session."""
+
+    def session_restored(self, session) -> None:
+        """The broker started again with this client's session restored from its saved state."""
 
 
 class Consumer(Client):
@@ -165,6 +197,12 @@ class Consumer(Client):
     def session_ended(self, session) -> None:
         if self.departed:
             self.broker.members.forget(self)
+        else:
+            self.broker.members.refresh(self)
+
+    def session_restored(self, session) -> None:
+        if self.client_id not in self.group.members:  # a departed client's session is back: routed to again
+            self.broker.members.join(self)
         else:
             self.broker.members.refresh(self)
 

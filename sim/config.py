@@ -31,6 +31,7 @@ import yaml
 
 from . import protocol
 from .outages import Distribution, NetworkOutages, Outages, parse_network_outages, parse_outages
+from .restarts import Restarts, parse_restarts
 from .units import (Checked, ScenarioError, as_mapping, base_dir, build, check_keys, display_key, in_folder,
                     normalize_key, parse_bool, parse_choice, parse_duration, parse_int, parse_interval, parse_rate,
                     spec, subfield)
@@ -116,6 +117,20 @@ def _choice(*choices: str):
     return lambda v, f: parse_choice(v, f, choices)
 
 
+def _restored_session_expiry(value: object, field: str) -> str:
+    """``on reconnect`` | ``wall time`` (spaces, '_' and '-' alike)."""
+    choices = (protocol.ON_RECONNECT, protocol.WALL_TIME)
+    if isinstance(value, str):
+        norm = " ".join(value.strip().lower().replace("_", " ").replace("-", " ").split())
+        if norm in choices:
+            return norm
+    raise ScenarioError(field, value, f"is not one of: {', '.join(choices)}")
+
+
+def _autosave_interval(value: object, field: str) -> float:
+    return parse_duration(value, field, allow_zero=True)
+
+
 @dataclass(frozen=True)
 class BrokerConfig(Checked):
     """Broker limits and memory constants: a profile (shipped in ``sim/profiles/``, or a
@@ -146,6 +161,11 @@ class BrokerConfig(Checked):
     subscription_overhead_bytes: int = _setting(_count(), 0)
     queue_entry_overhead_bytes: int = _setting(_count(), 0)
     message_overhead_bytes: int = _setting(_count(), 0)
+    #: broker restarts and persistence (docs/model.md, "Broker restarts")
+    persistence: bool = _setting(parse_bool, False)
+    autosave_interval: float = _setting(_autosave_interval, 0.0)  #: s between saves while running; 0 = at shutdown only
+    restored_session_expiry: str = _setting(_restored_session_expiry, protocol.WALL_TIME)
+    restarts: Restarts | None = _setting(parse_restarts, None)
 
     def _check(self, where: str, raw: dict[str, Any]) -> None:
         settings = _profile_settings(self.profile)
@@ -163,7 +183,8 @@ def _profile_settings(profile: str) -> dict[str, Any]:
     """The ``settings`` mapping of a profile file (keys normalized and checked, values as written)."""
     prof = as_mapping(yaml.safe_load(profile_path(profile).read_text()), f"profile {profile}")
     settings = as_mapping(prof.get("settings", {}), f"profile {profile}.settings")
-    check_keys(settings, set(BrokerConfig.keys()) - {"profile"}, f"profile {profile}.settings")
+    # a profile describes a broker, not when it restarts
+    check_keys(settings, set(BrokerConfig.keys()) - {"profile", "restarts"}, f"profile {profile}.settings")
     return settings
 
 

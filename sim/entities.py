@@ -37,7 +37,7 @@ class Message:
 class Entry:
     """A message in one session: queued, or sent and not yet acknowledged (in flight)."""
 
-    __slots__ = ("msg", "consumer", "qos", "received", "done", "copy", "live")
+    __slots__ = ("msg", "consumer", "qos", "received", "done", "copy", "live", "fate")
 
     def __init__(self, msg: Message, consumer: int, qos: int, copy: bool = False):
         self.msg = msg
@@ -47,6 +47,7 @@ class Entry:
         self.done = False  # the pair's fate is decided
         self.copy = copy  # a duplicate routing of a message this consumer already has a pair for
         self.live = True  # still held by the session (False: removed, a tombstone in the queue)
+        self.fate: str | None = None  # the fate the ledger booked for the pair (None: not booked)
 
 
 class Session:
@@ -60,7 +61,7 @@ class Session:
 
     __slots__ = ("client_id", "role", "client", "interval", "requested", "sub_filter", "sub_qos", "queue", "queued_count",
                  "queued_bytes", "limit_count", "limit_bytes", "inflight", "connected", "connection", "category", "nbytes",
-                 "expiry_token", "alive")
+                 "expiry_token", "alive", "clean_start", "closed_at")
 
     def __init__(self, client_id: str, role: str, client, interval: int):
         self.client_id = client_id
@@ -82,6 +83,8 @@ class Session:
         self.nbytes = 0  # bytes attributed to this session (not counting shared message bodies)
         self.expiry_token = 0  # bumped to cancel a pending expiry timer
         self.alive = True
+        self.clean_start = True  # Clean Start of the last CONNECT (what persistence looks at)
+        self.closed_at = 0.0  # when the last network connection closed (restored sessions' wall-time expiry)
 
     @property
     def subscribed(self) -> bool:

@@ -74,6 +74,8 @@ def unsupported(scenario: Scenario) -> list[str]:
         if p.outages.up is not None or p.outages.traces is not None:
             out.append(f"{where}.outages (publishers that disconnect)")
     b = scenario.broker
+    if b.restarts is not None:
+        out.append("broker.restarts (broker restarts)")
     limited = bool(b.max_queued_messages or b.max_queued_bytes)
     for i, c in enumerate(scenario.consumers):
         where = f"mqttConsumer[{i}]" if len(scenario.consumers) > 1 else "mqttConsumer"

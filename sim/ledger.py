@@ -83,10 +83,11 @@ class FateLedger:
         c[ROUTED] += n
         c[FATE_INDEX[fate]] += n
 
-    def fate(self, consumer: int, msg: Message, fate: str, t: float) -> None:
-        """Give a pair that has no queue entry its fate (a departed fate once its consumer has left)."""
+    def fate(self, consumer: int, msg: Message, fate: str, t: float) -> str | None:
+        """Give a pair that has no queue entry its fate (a departed fate once its consumer has
+        left); returns the fate booked (None for a message of the warm-up, not counted)."""
         if msg.produced_at < self.warmup:
-            return
+            return None
         if self.gone[consumer]:
             fate = departed_fate(fate)
         self.counts[consumer][FATE_INDEX[fate]] += 1
@@ -95,6 +96,7 @@ class FateLedger:
             if row[6] is not None:
                 raise ConservationError(f"message {msg.id} for {row[5]} already has fate {row[6]}, now {fate}")
             row[6], row[7] = fate, t
+        return fate
 
     def settle(self, entry: Entry, fate: str, t: float) -> None:
         """Give a queued/in-flight entry's pair its fate (copies only ever add duplicates)."""
@@ -110,7 +112,20 @@ class FateLedger:
                 return  # delivered earlier; the broker only now drops its in-flight copy
             raise ConservationError(f"message {entry.msg.id}: second fate {fate} for consumer {entry.consumer}")
         entry.done = True
-        self.fate(entry.consumer, entry.msg, fate, t)
+        entry.fate = self.fate(entry.consumer, entry.msg, fate, t)
+
+    def reopen(self, entry: Entry) -> None:
+        """Undo the fate of an entry's pair: a broker restored from an older saved state holds
+        the message again, so the loss booked since is void (see
+        :func:`sim.protocol.restored_entry`); the pair gets a fate again later."""
+        if not entry.done or entry.received or entry.copy:
+            raise ConservationError(f"message {entry.msg.id}: only a lost pair can be reopened")
+        if entry.fate is not None:
+            self.counts[entry.consumer][FATE_INDEX[entry.fate]] -= 1
+            if self.record_messages:
+                row = self.rows[self._row_of[(entry.msg.id, entry.consumer)]]
+                row[6], row[7] = None, None
+        entry.done, entry.fate = False, None
 
     def duplicate(self, consumer: int, msg: Message) -> None:
         if msg.produced_at < self.warmup:

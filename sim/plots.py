@@ -42,6 +42,7 @@ CAUSE_LABELS = {
     "no_session": "no session",
     "publisher_inflight": "publisher in-flight",
     "publisher_offline": "publisher offline",
+    "broker_restart": "broker restart",
 }
 
 #: One fixed colour per cause so that figures can be compared side by side.
@@ -54,6 +55,7 @@ CAUSE_COLORS = dict(zip(LOSS_CAUSES, (
     "#7f7f7f",  # no_session: grey
     "#bcbd22",  # publisher_inflight: olive
     "#17becf",  # publisher_offline: cyan
+    "#1f77b4",  # broker_restart: blue
 )))
 
 #: Display names and colours of the departed fates (traffic to clients that left for good).

@@ -29,6 +29,7 @@ LOSS_CAUSES = (
     "no_session",
     "publisher_inflight",
     "publisher_offline",
+    "broker_restart",
 )
 #: Fates of pairs whose consumer left for good (it never connects again after the pair was
 #: routed) and that it had not received: traffic to a departed device, reported apart from
@@ -51,6 +52,7 @@ _DEPARTED_OF = {
     "no_session": "departed_not_queued",
     "publisher_inflight": "departed_not_queued",
     "publisher_offline": "departed_not_queued",
+    "broker_restart": "departed_expired",
     "pending": "departed_held",
 }
 
@@ -194,3 +196,88 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if f != "+" and f != t_levels[i]:
             return False
     return len(f_levels) == len(t_levels)
+
+
+# --------------------------------------------------------------------------- broker restarts
+#
+# A broker restart is not an MQTT rule: the standard only says that the server keeps the
+# Session State "until it is deleted" (§4.1) and that a server may lose it when it fails;
+# what survives a restart is the broker's persistence (Mosquitto: ``persistence true``, the
+# in-memory database written at shutdown and every ``autosave_interval`` seconds). The rules
+# below are those measured on Mosquitto 2.0.11 (docs/model.md "Broker restarts",
+# docs/conformance.md). Loss cause of whatever a restart destroys: ``broker_restart``.
+
+#: What a restart restores: nothing; the state at the stop; the state of the last save.
+RESTORE_NOTHING, RESTORE_AT_STOP, RESTORE_LAST_SAVE = "nothing", "at stop", "last save"
+
+
+def restart_restores(persistence: bool, kind: str) -> str:
+    """Which broker state the broker starts from after a restart.
+
+    Without persistence nothing survives: every session, online or offline, ends with its
+    queue and in-flight messages (``broker_restart``), and a reconnect gets Session Present 0.
+    With persistence a ``graceful`` stop (SIGTERM) writes the state at the stop and the
+    broker starts from it; a ``crash`` (SIGKILL) returns the broker to its last save (the last
+    autosave, the last graceful stop, or an empty state when nothing was ever saved).
+    """
+    if kind not in ("graceful", "crash"):
+        raise ValueError(f"restart kind {kind!r} is not graceful or crash")
+    if not persistence:
+        return RESTORE_NOTHING
+    return RESTORE_AT_STOP if kind == "graceful" else RESTORE_LAST_SAVE
+
+
+def session_saved(clean_start: bool, interval: int) -> bool:
+    """Whether a session is part of a saved broker state (the persistence file).
+
+    Only sessions whose last CONNECT had Clean Start 0 are saved (Mosquitto writes a client
+    only when ``clean_start`` is false), and a session with Session Expiry Interval 0 does not
+    outlive the closing of its connection at the stop (§3.1.2.11.2; measured: Clean Start 0 with
+    interval 0, connected at a graceful restart, reconnects with Session Present 0). A Clean
+    Start 1 session with a non-zero interval survives while the broker runs, not a restart.
+    """
+    return not clean_start and interval > 0
+
+
+#: ``restored session expiry`` settings: when a session restored from the persistence file
+#: can expire again.
+ON_RECONNECT, WALL_TIME = "on reconnect", "wall time"
+
+
+def restored_expiry_deadline(setting: str, closed_at: float, interval: int,
+                             uint_max_never_expires: bool = True) -> float | None:
+    """When a session restored from a saved state ends if its client does not come back.
+
+    ``closed_at`` is when its network connection closed (the stop itself for a client that
+    was connected). ``on reconnect`` (Mosquitto 2.0.11): a restored session is never put
+    back on the expiry list, so it does not expire until its client has reconnected (after
+    the next disconnect the interval applies as usual): returns None. ``wall time``: the
+    interval counts from the close across the downtime (an absolute deadline, None for a
+    session that never expires); a deadline already passed ends the session when the broker
+    starts.
+    """
+    if setting == ON_RECONNECT:
+        return None
+    if setting != WALL_TIME:
+        raise ValueError(f"restored session expiry {setting!r} is not {ON_RECONNECT!r} or {WALL_TIME!r}")
+    delay = expiry_delay(interval, uint_max_never_expires)
+    return None if delay is None else closed_at + delay
+
+
+#: What becomes of a message a restored session held at the save (see :func:`restored_entry`).
+ENTRY_HELD, ENTRY_REDELIVERED, ENTRY_REOPENED = "held", "redelivered", "reopened"
+
+
+def restored_entry(decided: bool, received: bool) -> str:
+    """A message in a saved session, when the broker starts from that save.
+
+    The broker knows only the saved state: what happened to the message after the save is
+    forgotten. Still undecided (``held``): it is simply held again. Received by the client
+    after the save (its acknowledgement is lost with the crash): it is held again and sent
+    again, a duplicate when it arrives (``redelivered``). Lost after the save (the session
+    expired, a limit dropped it, ...): the loss is undone, the pair is open again
+    (``reopened``) and gets the fate of the restored copy.
+    """
+    if not decided:
+        return ENTRY_HELD
+    return ENTRY_REDELIVERED if received else ENTRY_REOPENED

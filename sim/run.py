@@ -158,6 +158,10 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
                                        publisher_seed.spawn(len(scenario.publishers)))]
     for f in fleets:  # consumers first: at t = 0 they connect before anything is published
         f.start()
+    if scenario.broker.restarts is not None:  # the third seed child: restarts draw from their own stream
+        from .downtime import Downtime
+
+        Downtime(env, broker, scenario.broker.restarts, fleets, np.random.SeedSequence(int(seed)).spawn(3)[2]).start()
     env.run(until=scenario.horizon)
     if bar is not None:
         bar.update(bar.total - bar.n)

@@ -5,17 +5,21 @@ Layers (a module imports only from layers below its own):
 0. ``protocol``                                  MQTT rules as pure functions
 1. ``units``                                     value parsing and errors
 2. ``outages``, ``entities``                     outage settings and runtime; broker state objects
-3. ``config``                                    the scenario types
-4. ``timing``, ``outage_plan``, ``ledger``, ``memory``, ``eventlog``   scheduling and outages at
+3. ``restarts``                                  broker restart settings
+4. ``config``                                    the scenario types
+5. ``timing``, ``outage_plan``, ``ledger``, ``memory``, ``eventlog``   scheduling and outages at
    run time; measurement
-5. ``groups``, ``network``                       who a message is routed to; bulk booking; network
+6. ``ramps``                                     broker memory of queues held as ranges, in closed form
+7. ``groups``, ``network``                       who a message is routed to; bulk booking; network
    outages at run time (windows, who drops, reconnect storms)
-6. ``broker``                                    packet and timer handlers
-7. ``clients``, ``interval``                     SimPy processes; the interval engine
-8. ``run``, ``analytic``                         one run and its Result; closed forms
-9. ``sweep``, then ``compare``, ``study``, ``advise``   experiments; comparisons; study files; the advisor
-11. ``plots``                                    figures
-12. ``cli``                                      the command line
+8. ``renewal``                                   drawn connection histories a whole life at a time
+9. ``broker``                                    packet and timer handlers (restarts included)
+10. ``clients``, ``interval``, ``downtime``      SimPy processes (the broker's restarts too); the
+    interval engine
+11. ``run``, ``analytic``                        one run and its Result; closed forms
+12. ``sweep``, then ``compare``, ``study``, ``advise``   experiments; comparisons; study files; the advisor
+14. ``plots``                                    figures
+15. ``cli``                                      the command line
 
 ``sim.realbroker`` (a real Mosquitto, the paho driver, calibration, log import) sits on top
 and is optional: nothing in the core imports it.
@@ -35,13 +39,14 @@ LAYERS = [
     {"protocol"},
     {"units"},
     {"outages", "entities"},
+    {"restarts"},
     {"config"},
     {"timing", "outage_plan", "ledger", "memory", "eventlog"},
     {"ramps"},
     {"groups", "network"},
     {"renewal"},
     {"broker"},
-    {"clients", "interval"},
+    {"clients", "interval", "downtime"},
     {"run", "analytic"},
     {"sweep"},
     {"compare", "study", "advise"},

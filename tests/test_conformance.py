@@ -187,7 +187,48 @@ case("max_queued_messages_with_unacknowledged_inflight",  # 1.5 s is unacknowled
      # 2.0.11 counts the in-flight message towards the limit of 2 (D3): only 4 s is queued
      {"c-0": ((False, True), (1.5, 4) if OLD_2011 else (1.5, 4, 4.5))}, broker={"max queued messages": 2})
 
-DUPLICATES = {"max_queued_messages_with_unacknowledged_inflight": 1, "qos1_unacknowledged_redelivered_as_duplicate": 1, "qos2_unacknowledged_not_duplicated": 0}
+# --- broker restarts (the driver kills the broker: SIGTERM graceful, SIGKILL crash, and starts it again)
+RESTART = {"trace": [[3.5, 4.5]]}
+case("restart_without_persistence_ends_every_session",  # off: 2.5 lost with its session, 5.5 finds none
+     [consumer("off", outages=outage((1.5, 7))), consumer("on")], publisher([1, 2.5, 5.5, 8]), 9,
+     {"off-0": ((False, False), (1, 8)), "on-0": ((False, False), (1, 2.5, 5.5, 8))},
+     broker={"restarts": RESTART})
+case("crash_without_persistence_ends_every_session",
+     [consumer("off", outages=outage((1.5, 7))), consumer("on")], publisher([1, 2.5, 5.5, 8]), 9,
+     {"off-0": ((False, False), (1, 8)), "on-0": ((False, False), (1, 2.5, 5.5, 8))},
+     broker={"restarts": {**RESTART, "kind": "crash"}})
+case("graceful_restart_with_persistence_keeps_queues",  # QoS 1 and queued QoS 0 kept; 5.5 queued behind them
+     [consumer("off", outages=outage((1.5, 7))), consumer("on")],
+     [publisher([1, 2, 3, 5.5, 8], cid="q1"), publisher([2.5], cid="q0", qos=0, topic="t/zero")], 9,
+     {"off-0": ((False, True), (1, 2, 2.5, 3, 5.5, 8)), "on-0": ((False, True), (1, 2, 2.5, 3, 5.5, 8))},
+     broker={"restarts": RESTART, "persistence": True, "queue qos0 messages": True})
+case("graceful_restart_re_sends_in_flight",  # 1.5 received, its PUBACK (due 3.5) lost with the stop at 3
+     consumer(**{"network latency": 1}), publisher([1.5, 6]), 8, {"c-0": ((False, True), (1.5, 6))},
+     broker={"restarts": {"trace": [[3, 4]]}, "persistence": True})
+case("clean_start_1_session_not_saved",  # cs1's last CONNECT had Clean Start 1: not saved, 2.5 lost
+     [consumer("cs1", **{"clean start": True, "outages": outage((1.5, 7), **{"reconnect clean start": False})}),
+      consumer("cs0", outages=outage((1.5, 7)))], publisher([1, 2.5, 8]), 9,
+     {"cs1-0": ((False, False), (1, 8)), "cs0-0": ((False, True), (1, 2.5, 8))},
+     broker={"restarts": RESTART, "persistence": True})
+case("expiry_0_session_not_saved",  # Clean Start 0 with interval 0, connected at the stop: Session Present 0 after
+     consumer(**{"session expiry interval": 0}), publisher([1, 5]), 6, {"c-0": ((False, False), (1, 5))},
+     broker={"restarts": {"trace": [[3, 4]]}, "persistence": True})
+case("restored_session_expiry",  # interval 2, away from 1.5; restored at 4: 2.0.11 never expires it until the
+     # reconnect at 8 (wall time: it has expired at 3.5); dropped again at 9.5 it expires at 11.5 as usual
+     consumer(**{"session expiry interval": 2, "outages": outage((1.5, 8), (9.5, 13))}), publisher([1, 2, 9, 10.5, 14]),
+     15, {"c-0": ((False, True, False), (1, 2, 9, 14)) if OLD_2011 else ((False, False, False), (1, 9, 14))},
+     broker={"restarts": {"trace": [[3, 4]]}, "persistence": True})
+case("crash_returns_to_last_autosave",  # saved at 4 (a and b away, 2 queued); crash at 7, back at 8:
+     # a got 2 at 6, its acknowledgement is lost: re-sent, a duplicate; 6.5 reached b's queue after the save: lost
+     [consumer("a", outages=outage((1.5, 6))), consumer("b", outages=outage((1.5, 9)))],
+     publisher([1, 2, 6.5, 9.5]), 10.5,
+     {"a-0": ((False, True, True), (1, 2, 6.5, 9.5)), "b-0": ((False, True), (1, 2, 9.5))},
+     broker={"restarts": {"trace": [[7, 8]], "kind": "crash"}, "persistence": True, "autosave interval": 4})
+case("crash_with_autosave_0_saves_nothing",
+     consumer(outages=outage((1.5, 5.5))), publisher([1, 2.5, 6.5]), 7.5, {"c-0": ((False, False), (1, 6.5))},
+     broker={"restarts": {**RESTART, "kind": "crash"}, "persistence": True, "autosave interval": 0})
+
+DUPLICATES = {"graceful_restart_re_sends_in_flight": 1, "crash_returns_to_last_autosave": 1, "max_queued_messages_with_unacknowledged_inflight": 1, "qos1_unacknowledged_redelivered_as_duplicate": 1, "qos2_unacknowledged_not_duplicated": 0}
 PROTOCOL_ERRORS = {"disconnect_expiry_zero_to_nonzero_protocol_error": 1}
 
 
@@ -297,6 +338,21 @@ def test_session_expiry_granularity(mosquitto_broker):
     assert max(late) > 0.5, got  # it really is a one-second granularity, not an exact timer
 
 
+def test_autosave_period(mosquitto_broker):
+    """Mosquitto 2.0.11 saves every autosave_interval + 1 s (whole seconds, strict comparison),
+    the first save up to 1 s later than the interval after its start: the margins of
+    cf.timeline_problems (docs/conformance.md, "Broker restarts")."""
+    import time
+
+    launched = time.time()
+    broker = mosquitto_broker({"persistence": "true", "autosave_interval": 1})
+    saves = cf.measure_autosave_times(broker, launched, 6.5)
+    assert len(saves) >= 2, saves
+    assert 1 - 0.05 < saves[0] < 1 + 2.0, saves  # interval + (0, 1] s after the start, plus start-up time
+    gaps = [b - a for a, b in zip(saves, saves[1:])]
+    assert all(1.7 < g < 2.5 for g in gaps), saves  # interval + 1 s (2 s), not the interval (1 s); polling jitter allowed
+
+
 def test_timeline_problems_flags_hazards():
     bad = scenario("bad", consumer(**{"session expiry interval": 2, "outages": outage((1, 3.5))}),
                    publisher([1.2, 2]), 5)
@@ -355,3 +411,48 @@ def test_a_late_run_is_repeated_and_only_lateness_is(monkeypatch):
         scales.append(time_scale), cf.ObservedRun(scenario=s.name))[1])
     r = cf.run_conformance(scn, lambda settings: FakeBroker())
     assert scales == [1.0] and len(r.attempts) == 1
+
+
+def test_restart_timeline_stops_starts_and_reconnects():
+    """The driver's timeline for a restart: kill at the stop, start at the return, then every client
+    whose own network is up reconnects (consumers first); one away then reconnects at its own time."""
+    scn = CASES["restart_without_persistence_ends_every_session"][0]
+    acts = [(a.at, a.kind, a.client.client_id if a.client else None) for a in cf.timeline(scn)]
+    assert acts == [(0, "connect", "off-0"), (0, "connect", "on-0"), (0, "connect", "p-0"), (1, "publish", "p-0"),
+                    (1.5, "disconnect", "off-0"), (2.5, "publish", "p-0"), (3.5, "broker_stop", None),
+                    (4.5, "broker_start", None), (4.5, "connect", "on-0"), (4.5, "connect", "p-0"),
+                    (5.5, "publish", "p-0"), (7, "connect", "off-0"), (8, "publish", "p-0")]
+    kinds = [a.args for a in cf.timeline(CASES["crash_returns_to_last_autosave"][0]) if a.kind == "broker_stop"]
+    assert kinds == [("crash",)]
+
+
+def test_restart_settings_reach_the_broker():
+    s = cf.broker_settings(CASES["crash_returns_to_last_autosave"][0], time_scale=2.0)
+    assert s["persistence"] == "true" and s["autosave_interval"] == 8
+    assert "persistence" not in cf.broker_settings(CASES["restart_without_persistence_ends_every_session"][0])
+    assert cf.autosave_times(CASES["crash_returns_to_last_autosave"][0]) == [(4.0, 1)]  # 8 is after the crash at 7
+
+
+def test_restart_hazards_are_flagged():
+    # a publish 0.3 s after the stop; a disconnect inside the first autosave's window [2.3, 5.3)
+    bad = scenario("bad", consumer(outages=outage((4, 8))), publisher([1, 6.3]), 9,
+                   broker={"restarts": {"trace": [[6, 7]], "kind": "crash"}, "persistence": True,
+                           "autosave interval": 4})
+    problems = cf.timeline_problems(bad)
+    assert any("publish of p-0 at 6.3 s is within 0.5 wall s of the broker_stop at 6" in p for p in problems), problems
+    assert any("disconnect of c-0 at 4 s is within [2.3, 5.3) of the autosave 4 s" in p for p in problems), problems
+
+
+def test_restart_scenarios_the_driver_cannot_play_are_refused():
+    random = scenario("random", consumer(), publisher([1]), 5,
+                      broker={"restarts": {"up": {"distribution": "fixed", "value": 2},
+                                           "down": {"distribution": "fixed", "value": 1}}})
+    with pytest.raises(ValueError, match="only a trace"):
+        cf.timeline(random)
+    once = scenario("once", consumer(**{"auto reconnect": False}), publisher([1]), 5, broker={"restarts": {"trace": [[2, 3]]}})
+    with pytest.raises(ValueError, match="auto reconnect: false"):
+        cf.timeline(once)
+    buffered = scenario("buffered", consumer(), publisher([1], **{"offline buffer": 2}), 5,
+                        broker={"restarts": {"trace": [[2, 3]]}})
+    with pytest.raises(ValueError, match="offline buffer: must be 0 with broker restarts"):
+        cf.timeline(buffered)

@@ -28,6 +28,16 @@ How the real run maps the scenario (one thread, paho's external-loop API over ``
   QoS 1 duplicates after a resumed session can be compared;
 * publishers publish at their schedule times; each payload starts with a sequence number
   (zero-padded) and is padded to ``payload bytes``.
+* broker restarts (``broker.restarts`` as a trace): at each stop the driver kills the broker
+  (SIGTERM for ``graceful``, SIGKILL for ``crash``) and abandons every client; at each return it
+  starts the broker again (same port and persistence directory) and reconnects every client
+  whose own network is up, consumers first, as the model does; a publish while its publisher is
+  disconnected is recorded and not sent (lost on both sides).
+
+Mosquitto saves its database every ``autosave_interval`` seconds counted in whole seconds
+from its start, measured at the interval plus up to about 1 s (and the first period starts when
+the broker process starts, up to ~1.5 s before scenario time 0): a scenario keeps every action
+out of ``[x - 1.7 s, x + 1.3 s + (k - 1) s)`` around the model's k-th save x of each up-period.
 
 Mosquitto checks session expiry at most once per wall-clock second and compares whole seconds
 (``src/session_expiry.c``), and checks message expiry in whole seconds when a message is sent
@@ -70,6 +80,9 @@ EXPIRY_MARGIN_AFTER = 1.2
 DEFAULT_PHASE = 0.3
 #: Digits of the sequence number at the start of each payload.
 SEQ_DIGITS = 8
+#: Forbidden window around the model's k-th autosave x of an up-period: [x - BEFORE, x + AFTER + (k-1) s).
+AUTOSAVE_MARGIN_BEFORE = 1.7
+AUTOSAVE_MARGIN_AFTER = 1.3
 
 
 # --------------------------------------------------------------------------- data
@@ -183,8 +196,8 @@ class Action:
     at: float  #: scenario time
     priority: int  #: model's same-instant order: 1 connection changes, 2 message events
     order: int
-    kind: str = field(compare=False)  #: connect | disconnect | publish
-    client: ClientSpec = field(compare=False)
+    kind: str = field(compare=False)  #: connect | disconnect | publish | broker_stop | broker_start
+    client: ClientSpec | None = field(compare=False)  #: None for the broker's own actions
     args: tuple = field(compare=False, default=())
 
 
@@ -197,8 +210,13 @@ def _unsupported(scenario: Scenario) -> list[str]:
         out.append("broker.uint max never expires: Mosquitto never expires UINT_MAX sessions")
     if b.max_session_expiry_interval != protocol.UINT_MAX and b.max_session_expiry_interval % 3600:
         out.append("broker.max session expiry interval: persistent_client_expiration takes whole hours at least")
+    r = b.restarts
+    if r is not None and r.trace is None:
+        out.append("broker.restarts: only a trace (scripted restarts) can be driven")
     for i, c in enumerate(scenario.consumers):
         o = c.outages
+        if not c.auto_reconnect:
+            out.append(f"mqttConsumer[{i}].auto reconnect: false (a client that never comes back) is not driven")
         if o.up is not None:
             out.append(f"mqttConsumer[{i}].outages: only a trace (scripted outages) can be driven")
         if o.reconnect is not None:
@@ -217,6 +235,47 @@ def _unsupported(scenario: Scenario) -> list[str]:
             out.append(f"mqttPublisher[{i}].network latency: must be 0")
         if p.payload_bytes < 1:
             out.append(f"mqttPublisher[{i}].payload bytes: needs >= 1 byte for the sequence number")
+        if r is not None and p.offline_buffer:
+            out.append(f"mqttPublisher[{i}].offline buffer: must be 0 with broker restarts (the driver does not buffer)")
+    return out
+
+
+def _connections(spec: ClientSpec, pairs, restarts, horizon: float):
+    """(at, kind, args) of one client's connects and disconnects: its own outages (``pairs``)
+    and the broker's restarts ((stop, back) pairs). It connects when both its network and the
+    broker are up: at its own reconnect, or at the broker's return (after the broker starts);
+    a stop closes its connection with no action of its own."""
+    b, o = spec.block, spec.block.outages
+    again = b.clean_start if o.reconnect_clean_start is None else o.reconnect_clean_start
+    evs = []
+    for off, on in pairs:
+        evs.append((off, 1, 0, "off"))
+        if on is not None:
+            evs.append((on, 1, 0, "on"))
+    for stop, back in restarts:
+        evs += [(stop, 1, 1, "stop"), (back, 0, 1, "back")]
+    out = [(0.0, "connect", (b.clean_start,))]
+    net = up = connected = True
+    for t, _, _, what in sorted(evs):
+        if t >= horizon:
+            break
+        if what == "off":
+            net = False
+            if connected:
+                out.append((t, "disconnect", (o.disconnect, o.disconnect_session_expiry_interval)))
+                connected = False
+        elif what == "on":
+            net = True
+            if up:
+                out.append((t, "connect", (again,)))
+                connected = True
+        elif what == "stop":
+            up, connected = False, False
+        else:
+            up = True
+            if net:
+                out.append((t, "connect", (again,)))
+                connected = True
     return out
 
 
@@ -229,20 +288,20 @@ def timeline(scenario: Scenario) -> list[Action]:
     order = itertools.count()
     acts: list[Action] = []
     horizon = scenario.horizon
-    for c in cons:
-        acts.append(Action(0.0, 1, next(order), "connect", c, (c.block.clean_start,)))
-    for p in pubs:
-        acts.append(Action(0.0, 1, next(order), "connect", p, (p.block.clean_start,)))
-    for c in cons:
-        o = c.block.outages
-        again = c.block.clean_start if o.reconnect_clean_start is None else o.reconnect_clean_start
-        for off, on in (o.traces[c.index] if o.traces else ()):
-            if off >= horizon:
-                break
-            acts.append(Action(off, 1, next(order), "disconnect", c, (o.disconnect, o.disconnect_session_expiry_interval)))
-            if on is None or on >= horizon:
-                break
-            acts.append(Action(on, 1, next(order), "connect", c, (again,)))
+    restarts = scenario.broker.restarts.trace if scenario.broker.restarts is not None else ()
+    plans = [(c, _connections(c, c.block.outages.traces[c.index] if c.block.outages.traces else (), restarts, horizon))
+             for c in cons + pubs]
+    for c, plan in plans:  # every client connects at 0, consumers first
+        at, kind, args = plan[0]
+        acts.append(Action(at, 1, next(order), kind, c, args))
+    for stop, back in restarts:
+        if stop < horizon:
+            acts.append(Action(stop, 1, next(order), "broker_stop", None, (scenario.broker.restarts.kind,)))
+        if back < horizon:
+            acts.append(Action(back, 0, next(order), "broker_start", None))
+    for c, plan in plans:
+        for at, kind, args in plan[1:]:
+            acts.append(Action(at, 1, next(order), kind, c, args))
     for p in pubs:
         for t in p.block.schedule:
             if t < horizon:
@@ -264,19 +323,37 @@ def timeline_problems(scenario: Scenario, time_scale: float = 1.0) -> list[str]:
     bk = scenario.broker
     n_pub = sum(1 for a in acts if a.kind == "publish")
     limits_bind = bool(bk.max_queued_bytes) or 0 < bk.max_queued_messages < n_pub
+    broker_acts = [a for a in acts if a.client is None]
     for i, a in enumerate(acts):
-        if a.kind == "connect":  # completed synchronously (CONNACK, SUBACK) before anything else runs
+        if a.kind == "connect" or a.client is None:  # connects complete synchronously (CONNACK, SUBACK)
             continue
         for b in acts[i + 1:]:
             gap = (b.at - a.at) * time_scale
             if gap >= MIN_GAP - 1e-9:
                 break
+            if b.client is None:
+                continue  # checked below
             same = a.client.client_id == b.client.client_id
             pub_vs_conn = (a.kind == "publish") != (b.kind == "publish")
             pub_vs_pub = a.kind == b.kind == "publish" and limits_bind  # queue-full: which one is dropped
             if same or pub_vs_conn or pub_vs_pub:
                 out.append(f"{a.kind} of {a.client.client_id} at {a.at:g} s and {b.kind} of {b.client.client_id} "
                            f"at {b.at:g} s are {gap:.3g} wall s apart (< {MIN_GAP} s)")
+    for br in broker_acts:  # a stop or start must not race a client's action (the reconnects at a start follow it)
+        for a in acts:
+            if a is br or abs(a.at - br.at) * time_scale >= MIN_GAP - 1e-9:
+                continue
+            if br.kind == "broker_start" and a.kind == "connect" and a.at == br.at:
+                continue
+            out.append(f"{a.kind}{' of ' + a.client.client_id if a.client else ''} at {a.at:g} s is within "
+                       f"{MIN_GAP} wall s of the {br.kind} at {br.at:g} s")
+    for x, k in autosave_times(scenario):
+        lo, hi = x - AUTOSAVE_MARGIN_BEFORE / time_scale, x + (AUTOSAVE_MARGIN_AFTER + (k - 1)) / time_scale
+        for a in acts:
+            if lo <= a.at < hi and not (a.kind == "broker_start" or (a.kind == "connect" and a.at == 0)):
+                out.append(f"{a.kind}{' of ' + a.client.client_id if a.client else ''} at {a.at:g} s is within "
+                           f"[{lo:g}, {hi:g}) of the autosave {x:g} s (Mosquitto saves every interval + ~1 s, "
+                           "counted in whole seconds from its start)")
     before, after = EXPIRY_MARGIN_BEFORE / time_scale, EXPIRY_MARGIN_AFTER / time_scale
     pub_times = [(t, p.block.message_expiry_interval) for p in client_specs(scenario)[1] for t in p.block.schedule
                  if p.block.message_expiry_interval]
@@ -299,6 +376,24 @@ def timeline_problems(scenario: Scenario, time_scale: float = 1.0) -> list[str]:
     return out
 
 
+def autosave_times(scenario: Scenario) -> list[tuple[float, int]]:
+    """The model's autosaves (time, k: the k-th of its up-period) while the broker runs with
+    persistence and a non-zero ``autosave interval``: every interval from 0 and from each return."""
+    b = scenario.broker
+    if not (b.persistence and b.autosave_interval > 0):
+        return []
+    trace = b.restarts.trace if b.restarts is not None else ()
+    starts = [0.0] + [back for _, back in trace]
+    ends = [stop for stop, _ in trace] + [scenario.horizon]
+    out = []
+    for start, end in zip(starts, ends):
+        k = 1
+        while start + k * b.autosave_interval < min(end, scenario.horizon):
+            out.append((start + k * b.autosave_interval, k))
+            k += 1
+    return out
+
+
 def profile_for(executable: str | None) -> str:
     """The broker profile that models this mosquitto: ``mosquitto-2.0.11`` before 2.0.13 (D3)."""
     v = mosquitto_version(executable)
@@ -313,6 +408,9 @@ def broker_settings(scenario: Scenario, time_scale: float = 1.0) -> dict[str, An
                          "queue_qos0_messages": "true" if b.queue_qos0_messages else "false"}
     if b.max_session_expiry_interval != protocol.UINT_MAX:
         s["persistent_client_expiration"] = f"{int(b.max_session_expiry_interval * time_scale) // 3600}h"
+    if b.persistence:
+        s["persistence"] = "true"
+        s["autosave_interval"] = int(_scaled(b.autosave_interval, time_scale, "autosave interval") or 0)
     return s
 
 
@@ -344,7 +442,7 @@ class _Driver:
     """Plays a scenario's timeline on a broker with paho clients, on one thread."""
 
     def __init__(self, scenario: Scenario, host: str, port: int, time_scale: float, phase: float,
-                 connect_timeout: float):
+                 connect_timeout: float, broker=None):
         if mqtt is None:
             raise ImportError("paho-mqtt is needed for conformance runs (pip install 'mqtt-session-sim[broker]')")
         self.scn, self.host, self.port = scenario, host, port
@@ -355,6 +453,8 @@ class _Driver:
         self.seq = itertools.count()
         self.pub_of: dict[int, PublishRecord] = {}
         self.t0 = 0.0
+        self.broker = broker  # stopped and started again for broker restarts
+        self.down = False
 
     # --- time
     def now(self) -> float:
@@ -463,6 +563,8 @@ class _Driver:
         self.obs.published.append(rec)
         c = self.active.get(spec.client_id)
         if c is None:
+            if self.down:
+                return  # the broker is down: produced, never sent (the model's publisher_offline)
             raise RuntimeError(f"publisher {spec.client_id} is not connected")
         props = None
         mei = _scaled(b.message_expiry_interval, self.scale, "message expiry interval")
@@ -470,6 +572,23 @@ class _Driver:
             props = Properties(PacketTypes.PUBLISH)
             props.MessageExpiryInterval = mei
         c.publish(topic, _payload(seq, b.payload_bytes), qos=b.qos, properties=props)
+
+    def broker_stop(self, kind: str, at: float) -> None:
+        """Kill the broker (SIGTERM graceful, SIGKILL crash); every connection is gone."""
+        if self.broker is None or not hasattr(self.broker, "kill"):
+            raise RuntimeError(f"{self.scn.name}: broker restarts need a broker with kill() and relaunch()")
+        self.broker.kill(graceful=kind == "graceful")
+        self.down = True
+        for cid, c in list(self.active.items()):
+            self.obs.disconnects.append((cid, at, "broker stop"))
+            sock = c.socket()
+            if sock is not None:
+                sock.close()
+        self.active.clear()
+
+    def broker_start(self) -> None:
+        self.broker.relaunch()
+        self.down = False
 
     def schedule_call(self, at: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self.heap, (at, 3, next(self.seq_calls), fn))
@@ -502,6 +621,10 @@ class _Driver:
                     self.obs.lateness.append(-wait)
                     if item.kind == "connect":
                         self.connect(item.client, item.args[0], item.at)
+                    elif item.kind == "broker_stop":
+                        self.broker_stop(item.args[0], item.at)
+                    elif item.kind == "broker_start":
+                        self.broker_start()
                     elif item.kind == "disconnect":
                         self.disconnect(item.client, item.args[0], item.args[1], item.at)
                     else:
@@ -537,7 +660,7 @@ def run_on_mosquitto(scenario: Scenario, broker, *, time_scale: float = 1.0, pha
         problems = timeline_problems(scenario, time_scale)
         if problems:
             raise ValueError(f"{scenario.name}: timing hazards: " + "; ".join(problems))
-    obs = _Driver(scenario, broker.host, broker.port, time_scale, phase, connect_timeout).run(settle)
+    obs = _Driver(scenario, broker.host, broker.port, time_scale, phase, connect_timeout, broker).run(settle)
     if hasattr(broker, "log"):
         time.sleep(0.05)
         obs.broker_log = broker.log()
@@ -733,3 +856,29 @@ def measure_session_expiry_lateness(broker, interval: int = 1,
     finally:
         watcher.loop_stop()
         watcher.disconnect()
+
+
+# --------------------------------------------------------------------------- autosave period
+
+
+def measure_autosave_times(broker, launched: float, duration: float) -> list[float]:
+    """When a persistent Mosquitto writes its database, in seconds after ``launched`` (the
+    ``time.time()`` just before it was started): the persistence file (written to
+    ``mosquitto.db.new`` and renamed) is polled every 10 ms for ``duration`` seconds."""
+    import os
+
+    db = os.path.join(broker._dir.name, "mosquitto.db")  # noqa: SLF001 - the broker's own temporary directory
+    seen: list[float] = []
+    last = None
+    end = time.time() + duration
+    while time.time() < end:
+        try:
+            st = os.stat(db)
+            key = (st.st_ino, st.st_mtime_ns)
+            if key != last:
+                last = key
+                seen.append(time.time() - launched)
+        except FileNotFoundError:
+            pass
+        time.sleep(0.01)
+    return seen

@@ -1,8 +1,11 @@
 """Start and stop a real Mosquitto broker on 127.0.0.1 for conformance tests and calibration.
 
 Only loopback is used. The broker runs with a temporary configuration (free port, anonymous
-access, no persistence, the limits a scenario needs), is waited for until it accepts TCP
-connections, and is stopped by its PID.
+access, no persistence unless ``settings`` has ``persistence: true``, the limits a scenario
+needs), is waited for until it accepts TCP connections, and is stopped by its PID. A broker
+can be stopped (SIGTERM: graceful, its database saved; SIGKILL: a crash) and started again on
+the same port, configuration and persistence directory (:meth:`Mosquitto.kill`,
+:meth:`Mosquitto.relaunch`).
 """
 from __future__ import annotations
 
@@ -67,11 +70,20 @@ class Mosquitto:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def persistent(self) -> bool:
+        """``persistence true`` is among the settings (the database is kept in the temporary directory)."""
+        return str(self.settings.get("persistence", "false")).lower() == "true"
+
     def config_text(self) -> str:
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false",
+        settings = dict(self.settings)
+        persistence = settings.pop("persistence", "false")
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", f"persistence {persistence}",
                  f"sys_interval {self.sys_interval}", "log_type all", "log_timestamp true",
                  "log_timestamp_format %Y-%m-%dT%H:%M:%S", f"log_dest file {self.log_path}"]
-        lines += [f"{k} {v}" for k, v in self.settings.items()]
+        if self.persistent:
+            lines.append(f"persistence_location {self._dir.name}/")
+        lines += [f"{k} {v}" for k, v in settings.items()]
         return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 10.0) -> "Mosquitto":
@@ -81,6 +93,28 @@ class Mosquitto:
         os.chmod(self._dir.name, 0o777)  # run as root, mosquitto drops to its own user to write the log
         conf = Path(self._dir.name) / "mosquitto.conf"
         conf.write_text(self.config_text())
+        return self._launch(timeout)
+
+    def kill(self, graceful: bool = True, timeout: float = 10.0) -> None:
+        """Stop the broker process: SIGTERM (``graceful``: it saves its database when
+        persistent) or SIGKILL (a crash: nothing saved since the last autosave); waits for it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM if graceful else signal.SIGKILL)
+        self.proc.wait(timeout=timeout)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+    def relaunch(self, timeout: float = 10.0) -> "Mosquitto":
+        """Start the broker again after :meth:`kill`: same port, configuration and persistence directory."""
+        if self._dir is None:
+            raise RuntimeError("relaunch() needs a broker that was started")
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("the broker is still running: kill() it first")
+        return self._launch(timeout)
+
+    def _launch(self, timeout: float) -> "Mosquitto":
+        conf = Path(self._dir.name) / "mosquitto.conf"
         self.proc = subprocess.Popen([self.executable, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
