@@ -626,7 +626,11 @@ def expiry_positions(values) -> tuple[np.ndarray, list[float], list[str]]:
     for x, text in ((lo / 10, "0"), (hi * 10, "never")):
         ticks.append(x)
         labels.append(text)
-    shown = [(t, text) for t, text in _EXPIRY_TICKS if lo <= t <= hi]
+    distinct = np.unique(finite)
+    if 0 < len(distinct) <= 6:  # few values (a sweep's grid): a tick at each
+        shown = [(float(t), _expiry_text(t)) for t in distinct]
+    else:
+        shown = [(t, text) for t, text in _EXPIRY_TICKS if lo <= t <= hi]
     if len(shown) > 6:  # keep about six named ticks between 0 and never, the decades apart
         keep = np.unique(np.round(np.linspace(0, len(shown) - 1, 6)).astype(int))
         shown = [shown[k] for k in keep]
@@ -634,6 +638,14 @@ def expiry_positions(values) -> tuple[np.ndarray, list[float], list[str]]:
         ticks.append(t)
         labels.append(text)
     return pos, ticks, labels
+
+
+def _expiry_text(seconds: float) -> str:
+    """A Session Expiry Interval as a tick label: "15 s", "5 min", "1 h", "30 d", "1.5 h"."""
+    for unit, size in (("y", 365 * 86_400), ("d", 86_400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 def _expiry_axis(ax: Axes, ticks: list[float], labels: list[str]) -> None:
