@@ -680,13 +680,15 @@ def _expiry_groups(df: pd.DataFrame, expiry: str, by: str | None) -> list[tuple[
     return out
 
 
-def _band(ax: Axes, df: pd.DataFrame, name: str, x: np.ndarray, scale: float, color) -> bool:
+def _band(ax: Axes, df: pd.DataFrame, name: str, x: np.ndarray, scale: float, color, floor: float | None = None) -> bool:
     """A confidence band from ``<name>_ci_low``/``<name>_ci_high`` (data with replications), drawn
-    when present; True when drawn."""
+    when present (on a log axis its low end is kept at ``floor`` or above); True when drawn."""
     for low_name, high_name in ((f"{name}_ci_low", f"{name}_ci_high"), (f"{name}_mean_ci_low", f"{name}_mean_ci_high")):
         if low_name in df.columns and high_name in df.columns:
             low = pd.to_numeric(df[low_name], errors="coerce").to_numpy(dtype=float)
             high = pd.to_numeric(df[high_name], errors="coerce").to_numpy(dtype=float)
+            if floor is not None:
+                low = np.maximum(low, floor)
             ax.fill_between(x, low / scale, high / scale, color=color, alpha=0.2, linewidth=0)
             return True
     return False
@@ -757,7 +759,8 @@ def memory_against_expiry(table: pd.DataFrame, ax: Axes | None = None, *, expiry
             y = _column(rows, metric).to_numpy(dtype=float) / b_size
             line, = ax.plot(x, y, ls=style, marker="o" if style == "-" else "s", ms=4, color=f"C{g}",
                             label=prefix + what)
-            banded |= _band(ax, rows, metric, x, b_size, line.get_color())
+            banded |= _band(ax, rows, metric, x, b_size, line.get_color(),
+                            floor=positive.min() / 2 if logy and positive.size else None)
     _expiry_axis(ax, ticks, labels)
     if logy:
         ax.set_yscale("log")

@@ -40,6 +40,7 @@ def test_session_counts_of_a_scripted_run():
     c = session_counts(res.memory, res.events)
     at = lambda t: c[c["time"] <= t].iloc[-1]  # noqa: E731
     assert (at(5)["connected"], at(5)["disconnected"]) == (2, 0)  # the consumer and the publisher
+    assert at(5)["connected_consumers"] == 1 and at(11)["connected_consumers"] == 0
     assert (at(11)["connected"], at(11)["disconnected"]) == (1, 1)
     assert (at(13)["connected"], at(13)["disconnected"]) == (1, 0)
     assert (at(20)["connected"], at(20)["disconnected"]) == (2, 0)
