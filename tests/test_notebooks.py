@@ -33,6 +33,7 @@ NOTEBOOK_PARAMETERS = {
     # decades up to UINT_MAX stay the point: a smaller fleet and scaled-down case studies
     "03_memory_to_uint_max.ipynb": {"horizon": "uint_max", "clients": 3, "case_a_connected": 10,
                                     "case_b_clients": 10, "case_b_horizon": "15m"},
+    "04_policy_advisor.ipynb": {"refine": 1},
 }
 
 
