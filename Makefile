@@ -30,7 +30,7 @@ $(VENV)/.lab-installed: $(STAMP)
 
 lab: $(VENV)/.lab-installed
 	$(BIN)/python -m jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.root_dir=notebooks \
-		--MappingKernelManager.default_kernel_name=python3
+		--MappingKernelManager.default_kernel_name=python3 $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Re-pin the versions that `make` installs (run after changing dependencies).
 lock:
