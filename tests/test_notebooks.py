@@ -37,6 +37,10 @@ NOTEBOOK_PARAMETERS = {
 }
 
 
+#: Notebooks whose last code cell writes the answer (Markdown computed from the numbers).
+CLOSING_ANSWER = {"03_memory_to_uint_max.ipynb", "04_policy_advisor.ipynb", "05_real_broker.ipynb"}
+
+
 def _read(path: Path):
     return nbformat.read(path, as_version=4)
 
@@ -99,6 +103,17 @@ def test_notebook_runs_at_small_size(path, tmp_path, monkeypatch):
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors, errors
+    printed = "".join("".join(o.get("text", "")) for c in executed.cells if c.cell_type == "code"
+                      for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    for line in printed.splitlines():  # the kernel imported this checkout's sim, not another copy
+        if line.startswith("sim from "):
+            assert Path(line.removeprefix("sim from ")).resolve().is_relative_to(ROOT), line
+    if path.name in CLOSING_ANSWER:
+        # the closing answer is text computed in the last code cell (Markdown of f-strings)
+        last = [c for c in executed.cells if c.cell_type == "code"][-1]
+        answer = "".join("".join(o["data"]["text/markdown"]) for o in last.get("outputs", [])
+                         if "text/markdown" in o.get("data", {}))
+        assert answer.strip() and any(ch.isdigit() for ch in answer), f"{path.name}: no computed closing answer"
     if path.name == "01_quickstart.ipynb":
         images = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if "image/png" in o.get("data", {})]
