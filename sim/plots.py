@@ -26,6 +26,7 @@ Functions:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -608,6 +609,9 @@ def policy_figure(table: pd.DataFrame, *, logx: bool = False) -> Figure:
 EXPIRY_FIELD = "mqttConsumer.session expiry interval"
 CLEAN_START_FIELD = "mqttConsumer.clean start"
 
+#: Least distance between two labelled expiry ticks, in decades of the log axis.
+_MIN_TICK_DECADES = 0.6
+
 _EXPIRY_TICKS = ((1, "1 s"), (10, "10 s"), (60, "1 min"), (600, "10 min"), (3600, "1 h"), (6 * 3600, "6 h"),
                  (86_400, "1 d"), (7 * 86_400, "7 d"), (30 * 86_400, "30 d"), (365 * 86_400, "1 y"),
                  (10 * 365 * 86_400, "10 y"), (100 * 365 * 86_400, "100 y"))
@@ -627,25 +631,32 @@ def expiry_positions(values) -> tuple[np.ndarray, list[float], list[str]]:
         ticks.append(x)
         labels.append(text)
     distinct = np.unique(finite)
-    if 0 < len(distinct) <= 6:  # few values (a sweep's grid): a tick at each
-        shown = [(float(t), _expiry_text(t)) for t in distinct]
+    if 0 < len(distinct) <= 8:  # few values (a sweep's grid): a tick at each that has room
+        candidates = [(float(t), _expiry_text(t)) for t in distinct]
     else:
-        shown = [(t, text) for t, text in _EXPIRY_TICKS if lo <= t <= hi]
-    if len(shown) > 6:  # keep about six named ticks between 0 and never, the decades apart
-        keep = np.unique(np.round(np.linspace(0, len(shown) - 1, 6)).astype(int))
-        shown = [shown[k] for k in keep]
-    for t, text in shown:
+        candidates = [(float(t), text) for t, text in _EXPIRY_TICKS if lo <= t <= hi]
+    round_values = {t for t, _ in _EXPIRY_TICKS}
+    # round values first (1 min, 1 h, ...), then the others, each only where it keeps
+    # MIN_TICK_DECADES from every tick already placed (0 and never included): no overlaps
+    kept = [math.log10(x) for x in ticks]
+    shown = []
+    for t, text in sorted(candidates, key=lambda c: (c[0] not in round_values, c[0])):
+        if all(abs(math.log10(t) - k) >= _MIN_TICK_DECADES for k in kept):
+            kept.append(math.log10(t))
+            shown.append((t, text))
+    for t, text in sorted(shown):
         ticks.append(t)
         labels.append(text)
     return pos, ticks, labels
 
 
 def _expiry_text(seconds: float) -> str:
-    """A Session Expiry Interval as a tick label: "15 s", "5 min", "1 h", "30 d", "1.5 h"."""
-    for unit, size in (("y", 365 * 86_400), ("d", 86_400), ("h", 3600), ("min", 60), ("s", 1)):
-        if seconds >= size:
-            return f"{seconds / size:.3g} {unit}"
-    return f"{seconds:.3g} s"
+    """A Session Expiry Interval as a tick label in its largest whole unit: "15 s", "5 min",
+    "1 h", "30 d", "190 s"."""
+    for unit, size in (("y", 365 * 86_400), ("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size and float(seconds) % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
 
 
 def _expiry_axis(ax: Axes, ticks: list[float], labels: list[str]) -> None:

@@ -337,3 +337,16 @@ def test_frontier_and_advice_figures(tmp_path):
     both = plots.advice_figure(advice)
     _saved(both, tmp_path, "advice")
     assert _ticks(both.axes[0])[0] == "0" and "never" in _ticks(both.axes[0])
+
+
+@pytest.mark.parametrize("values", [
+    [0, 10, 60, 190, 600, 3600, 86_400, sim.UINT_MAX],   # an advisor's grid after a bisection step
+    [0, 15, 300, 3600, sim.UINT_MAX],                     # the demo's grid
+    [0, *np.geomspace(1, 1e8, 40), sim.UINT_MAX],          # many values: round ticks only
+])
+def test_expiry_ticks_keep_their_distance(values):
+    pos, ticks, labels = plots.expiry_positions(values)
+    assert labels[:2] == ["0", "never"] and len(ticks) == len(labels)
+    logs = np.sort(np.log10(ticks))
+    assert np.diff(logs).min() >= 0.6 - 1e-9  # labels do not run into one another
+    assert pos.min() == min(ticks) and pos.max() == max(ticks)  # 0 and never sit on their ticks
