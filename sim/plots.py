@@ -807,50 +807,78 @@ def expiry_figure(table: pd.DataFrame, *, expiry: str = EXPIRY_FIELD, by: str | 
 
 def memory_over_decades(frames, ax: Axes | None = None, *, horizon: float | None = None,
                         stranded: bool = True, logy: bool | None = None, bins: int = 300,
-                        title: str | None = "Broker memory over the years") -> Figure:
-    """Broker memory of several runs over a long horizon, one line per run: stranded sessions
-    (clients that left for good) accumulate with sessions that never expire, finite expiries
-    level off.
+                        confidence: float = 0.95, title: str | None = "Broker memory over the years") -> Figure:
+    """Broker memory of several runs over a long horizon, one line per run or policy: stranded
+    sessions (clients that left for good) accumulate with sessions that never expire, finite
+    expiries level off.
 
-    ``frames`` maps a label (e.g. ``"expiry 1 d"``, ``"never"``) to a ``res.memory`` frame (a
-    list of ``(label, frame)`` pairs works too). Each step function is drawn as its
-    time-weighted mean per bin (``bins`` equal bins up to its horizon: ``horizon``, else the
-    frame's ``attrs["horizon"]``, else its last row); with ``stranded``, the memory of stranded
-    sessions is drawn dashed in the same colour. Time in s/min/h/d/y as the span requires (a
-    UINT_MAX horizon, about 136 years, in years); bytes in binary units, on a log scale by
-    default when the runs differ by more than two decades.
+    ``frames`` maps a label (e.g. ``"expiry 1 d"``, ``"never"``) to a ``res.memory`` frame, or
+    to a list of them (replications of one policy: the line is their mean per bin, with a
+    ``confidence`` t-interval band across them); a list of ``(label, frames)`` pairs works too.
+    Each step function is reduced to its time-weighted mean per bin (``bins`` equal bins from 0
+    up to the horizon: ``horizon``, else the frame's ``attrs["horizon"]``, else its last row);
+    with ``stranded``, the memory of stranded sessions is drawn dashed in the same colour. Time
+    in s/min/h/d/y as the span requires (a UINT_MAX horizon, about 136 years, in years); bytes in
+    binary units, on a log scale by default when the lines differ by more than two decades.
     """
+    from scipy import stats
+
     items = list(frames.items()) if hasattr(frames, "items") else list(frames)
     if not items:
         raise ValueError("memory_over_decades needs at least one res.memory frame")
     fig, ax = _new_axes(ax, (9.0, 4.8))
     curves = []
-    for name, frame in items:
-        if "time" not in frame.columns or "bytes" not in frame.columns or not len(frame):
-            raise ValueError(f"{name}: a res.memory frame with 'time' and 'bytes' rows is needed")
-        data = frame.sort_values("time", kind="stable")
-        t = data["time"].to_numpy(dtype=float)
-        end = horizon if horizon is not None else frame.attrs.get("horizon")
-        t_end = float(end) if end is not None and float(end) > t[-1] else float(t[-1])
-        cols = ["bytes"] + (["stranded_bytes"] if stranded and "stranded_bytes" in data.columns else [])
-        values = data[cols].to_numpy(dtype=float)
-        if t_end > t[0]:
-            edges, means, _ = _bin_step_function(t, values, t_end, bins)
-            x = edges
-            y = np.vstack([means, means[-1:]])
-        else:
-            x, y = np.array([t[0], t[0]]), np.vstack([values[-1:], values[-1:]])
-        curves.append((str(name), x, y, len(cols) > 1 and bool(np.any(values[:, -1] > 0))))
-    span = max(float(x[-1]) for _, x, _, _ in curves)
+    for name, runs in items:
+        runs = [runs] if isinstance(runs, pd.DataFrame) else list(runs)
+        ends = []
+        for frame in runs:
+            if "time" not in frame.columns or "bytes" not in frame.columns or not len(frame):
+                raise ValueError(f"{name}: a res.memory frame with 'time' and 'bytes' rows is needed")
+            end = horizon if horizon is not None else frame.attrs.get("horizon")
+            ends.append(max(float(end) if end is not None else 0.0, float(frame["time"].max())))
+        t_end = max(ends)
+        cols = ["bytes"] + (["stranded_bytes"] if stranded and all("stranded_bytes" in f.columns for f in runs) else [])
+        binned = []
+        for frame in runs:
+            data = frame.sort_values("time", kind="stable")
+            t = data["time"].to_numpy(dtype=float)
+            values = data[cols].to_numpy(dtype=float)
+            if t[0] > 0:  # nothing held before the first row
+                t, values = np.concatenate([[0.0], t]), np.vstack([np.zeros((1, len(cols))), values])
+            if t_end > 0:
+                _, means, _ = _bin_step_function(t, values, t_end, bins)
+            else:
+                means = values[-1:]
+            binned.append(means)
+        stack = np.stack(binned)  # runs x bins x columns
+        x = np.linspace(0.0, t_end, len(stack[0]) + 1)
+        mean = stack.mean(axis=0)
+        band = None
+        if len(runs) > 1:
+            half = stats.t.ppf(0.5 + confidence / 2, len(runs) - 1) * stack[:, :, 0].std(axis=0, ddof=1) / np.sqrt(len(runs))
+            band = (np.clip(mean[:, 0] - half, 0.0, None), mean[:, 0] + half)
+        y = np.vstack([mean, mean[-1:]])
+        curves.append((str(name), x, y, len(cols) > 1 and bool(np.any(stack[:, :, -1] > 0)), band, len(runs)))
+    span = max(float(x[-1]) for _, x, _, _, _, _ in curves)
     t_name, t_size = time_unit(span)
-    top = max(float(np.nanmax(y[:, 0])) for _, _, y, _ in curves)
-    positive = np.concatenate([y[:, 0][y[:, 0] > 0] for _, _, y, _ in curves])
+    top = max(float(np.nanmax(y[:, 0] if band is None else np.append(y[:, 0], band[1])))
+              for _, _, y, _, band, _ in curves)
+    positive = np.concatenate([y[:, 0][y[:, 0] > 0] for _, _, y, _, _, _ in curves])
     b_name, b_size = byte_unit(top, binary=True)
     if logy is None:
         logy = bool(positive.size and positive.max() / positive.min() > 100)
-    for g, (name, x, y, has_stranded) in enumerate(curves):
+    banded = False
+    for g, (name, x, y, has_stranded, band, n) in enumerate(curves):
         color = f"C{g % 10}"
-        ax.plot(x / t_size, y[:, 0] / b_size, drawstyle="steps-post", color=color, lw=1.4, label=f"{name}: total")
+        label = f"{name}: total" + (f" (mean of {n} runs)" if n > 1 else "")
+        ax.plot(x / t_size, y[:, 0] / b_size, drawstyle="steps-post", color=color, lw=1.4, label=label)
+        if band is not None:
+            low, high = band
+            if logy and positive.size:
+                low = np.maximum(low, positive.min() / 2)
+            ax.fill_between(x / t_size, np.append(low, low[-1]) / b_size, np.append(high, high[-1]) / b_size,
+                            step="post", color=color, alpha=0.2, linewidth=0)
+            banded = True
         if has_stranded:
             ax.plot(x / t_size, y[:, 1] / b_size, drawstyle="steps-post", color=color, lw=1.0, ls="--",
                     label=f"{name}: stranded sessions")
@@ -865,6 +893,8 @@ def memory_over_decades(frames, ax: Axes | None = None, *, horizon: float | None
         ax.set_ylabel(f"Broker memory ({b_name}; bin means)")
     ax.grid(alpha=0.3)
     ax.set_axisbelow(True)
+    if banded:
+        ax.plot([], [], color="0.5", alpha=0.3, lw=6, label=f"{100 * confidence:g} % confidence band")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if title:
         ax.set_title(title)

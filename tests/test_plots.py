@@ -350,3 +350,25 @@ def test_expiry_ticks_keep_their_distance(values):
     logs = np.sort(np.log10(ticks))
     assert np.diff(logs).min() >= 0.6 - 1e-9  # labels do not run into one another
     assert pos.min() == min(ticks) and pos.max() == max(ticks)  # 0 and never sit on their ticks
+
+
+def test_memory_over_decades_of_replications_draws_their_mean_and_band(tmp_path):
+    base = sim.load_scenario(ROOT / "data/scenarios/uint_max_fleet.yaml").updated(
+        {"horizon": "10y", "mqttConsumer.clients": 2, "mqttConsumer.outages.up.mean": "30d",
+         "mqttPublisher.rate": "1/7d", E: sim.UINT_MAX})
+    runs = [sim.run(base, seed=s, engine="interval").memory for s in (1, 2, 3)]
+    fig = plots.memory_over_decades({"never": runs}, bins=50)
+    _saved(fig, tmp_path, "decades_replications")
+    ax = fig.axes[0]
+    assert ax.get_xlabel().endswith("(y)")
+    (total,) = [ln for ln in ax.get_lines() if ln.get_label() == "never: total (mean of 3 runs)"]
+    assert "95 % confidence band" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(ax.collections) == 1  # the band
+    # the line is the mean of the runs' time-weighted bin means, in the unit the label names
+    per_run = [plots._bin_step_function(m["time"].to_numpy(float), m[["bytes"]].to_numpy(float),
+                                        float(base.horizon), 50)[1][:, 0] for m in runs]
+    name = re.search(r"\((B|KiB|MiB|GiB)", ax.get_ylabel()).group(1)
+    size = dict(plots._BINARY_UNITS)[name]
+    assert np.allclose(total.get_ydata()[:-1], np.mean(per_run, axis=0) / size)
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.max() >= total.get_ydata().max() - 1e-9
