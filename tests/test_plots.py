@@ -162,6 +162,9 @@ def test_units_follow_the_data():
     assert plots.byte_unit(999)[0] == "B"
     assert plots.byte_unit(1500)[0] == "kB"
     assert plots.byte_unit(2.5e6)[0] == "MB"
+    assert plots.byte_unit(1023, binary=True) == ("B", 1.0)
+    assert plots.byte_unit(1536, binary=True) == ("KiB", 1024.0)
+    assert plots.byte_unit(3 * 2**30, binary=True) == ("GiB", 2.0 ** 30)
     assert plots.time_unit(60)[0] == "s"
     assert plots.time_unit(3 * 3600)[0] == "h"
     assert plots.time_unit(30 * 86400)[0] == "d"
