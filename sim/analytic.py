@@ -94,6 +94,8 @@ __all__ = [
     "mean_queued_general",
     "mean_offline_sessions_general",
     "mean_sessions_general",
+    "resident_sessions",
+    "expiry_for_resident",
 ]
 
 
@@ -345,3 +347,47 @@ def mean_sessions_general(U, down, E: Any, uint_max_never_expires: bool = True) 
     u = _up_mean(U)
     m = offline_moments(down, E, uint_max_never_expires)
     return (u + m["min1"]) / (u + m["mean"])
+
+
+# --------------------------------------------------------------------------- sessions left behind (Little's law)
+
+
+def resident_sessions(disconnect_rate: Any, E: Any, elapsed: Any = None, uint_max_never_expires: bool = True) -> Any:
+    """Disconnected sessions the broker holds, by Little's law ``L = lambda * W``.
+
+    Sessions are left behind at ``disconnect_rate`` per second by clients that do not come
+    back to them (a new random client id at every connection, as in Mosquitto issue 3273, or
+    devices gone for good), and each is held for exactly the Session Expiry Interval ``E``
+    (§3.1.2.11.2). In steady state the broker therefore holds on average
+    ``disconnect_rate * E`` of them (the relation EMQX's documentation gives for the memory
+    cost of ``session_expiry_interval``, from EMQX issue 14482). Starting empty, after
+    ``elapsed`` seconds it holds ``disconnect_rate * min(E, elapsed)`` on average, which is
+    also the count for sessions that never expire (UINT_MAX): they pile up without bound, and
+    without ``elapsed`` the answer is ``inf``. Clients that do come back end their session's
+    wait early, so for them this is an upper bound (:func:`mean_offline_sessions` is exact).
+    """
+    rate = np.asarray(disconnect_rate, dtype=float)
+    if np.any(~(rate >= 0)):
+        raise ValueError(f"disconnect_rate must be >= 0 per second, got {disconnect_rate!r}")
+    W = np.asarray(expiry_seconds(E, uint_max_never_expires), dtype=float)
+    if elapsed is not None:
+        t = np.asarray(elapsed, dtype=float)
+        if np.any(~(t >= 0)):
+            raise ValueError(f"elapsed must be >= 0 seconds, got {elapsed!r}")
+        W = np.minimum(W, t)
+    with np.errstate(invalid="ignore"):
+        out = np.where(rate == 0, 0.0, rate * W)
+    return _out(out)
+
+
+def expiry_for_resident(disconnect_rate: Any, max_resident: Any) -> Any:
+    """The longest Session Expiry Interval (s) that keeps the sessions left behind at
+    ``disconnect_rate`` per second down to ``max_resident`` on average: Little's law
+    :func:`resident_sessions` solved for ``E`` (``inf`` for a rate of 0)."""
+    rate = np.asarray(disconnect_rate, dtype=float)
+    limit = np.asarray(max_resident, dtype=float)
+    if np.any(~(rate >= 0)) or np.any(~(limit >= 0)):
+        raise ValueError(f"disconnect_rate and max_resident must be >= 0, got {disconnect_rate!r}, {max_resident!r}")
+    with np.errstate(divide="ignore"):
+        out = np.where(rate == 0, np.inf, limit / np.where(rate == 0, 1.0, rate))
+    return _out(out)

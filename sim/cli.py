@@ -172,6 +172,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         s = res.summary
         print(f"  {path.name:<28} loss ratio {s['loss_ratio']:.4f}  peak memory {s['memory_peak_bytes'] / 1e3:,.1f} kB"
               f"  pending {int(s['pending'])}  to departed devices {int(s['departed_pairs'])}")
+    # the headline: loss and memory against the expiry, 0 to never, beside the table it draws
+    plots.expiry_figure(table).savefig(out / "expiry_headline.png", dpi=120, bbox_inches="tight")
+    print(f"headline figure (loss and memory against the Session Expiry Interval, 0 to never): "
+          f"{out / 'expiry_headline.png'}, from {out / 'policy_comparison.csv'}")
     return 0
 
 

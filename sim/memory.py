@@ -190,3 +190,42 @@ def growth_per_day(start: float, marked: tuple[float, float] | None, total_area:
     first = first_area / (mid - start)
     second = (total_area - first_area) / (horizon - mid)
     return (second - first) / ((horizon - start) / 2) * 86_400.0
+
+
+def session_counts(memory: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Sessions on the broker over time, split into those of connected clients and the
+    disconnected ones (offline and resumable, or stranded by a client that left), as a step
+    function: columns time, sessions, connected (clients of every role), connected_consumers,
+    disconnected (each row holds until the next).
+
+    ``memory`` is ``res.memory`` (its ``sessions`` column; use ``memory_points=None`` for the
+    exact step function of a long run) and ``events`` is ``res.events`` (connects minus
+    disconnects, every role: a connected client has a session).
+    """
+    if "sessions" not in memory.columns or not {"time", "event"} <= set(events.columns):
+        raise ValueError("session_counts needs res.memory (time, sessions) and res.events (time, event)")
+    ev = events[events["event"].isin(["connect", "disconnect"])]
+    change = np.where(ev["event"].to_numpy() == "connect", 1, -1)
+    consumer = (ev["role"] == "consumer").to_numpy() if "role" in ev.columns else np.ones(len(ev), bool)
+    step = pd.DataFrame({"time": ev["time"].to_numpy(dtype=float), "all": change, "consumers": change * consumer})
+    connected = step.groupby("time", sort=True)[["all", "consumers"]].sum().cumsum()
+    held = memory.groupby("time", sort=True)["sessions"].last()
+    times = np.union1d(connected.index.to_numpy(dtype=float), held.index.to_numpy(dtype=float))
+    out = pd.DataFrame({"time": times})
+    out["sessions"] = held.reindex(times).ffill().fillna(0).to_numpy(dtype=np.int64)
+    out["connected"] = connected["all"].reindex(times).ffill().fillna(0).to_numpy(dtype=np.int64)
+    out["connected_consumers"] = connected["consumers"].reindex(times).ffill().fillna(0).to_numpy(dtype=np.int64)
+    out["disconnected"] = out["sessions"] - out["connected"]
+    return out
+
+
+def time_average(frame: pd.DataFrame, column: str, start: float, end: float) -> float:
+    """The time-weighted mean of a step function's ``column`` over [start, end) (each row of
+    ``frame`` holds from its ``time`` until the next row's; before the first row counts as 0)."""
+    if not end > start:
+        raise ValueError(f"time_average: end {end!r} must be after start {start!r}")
+    t = frame["time"].to_numpy(dtype=float)
+    v = frame[column].to_numpy(dtype=float)
+    lo = np.clip(t, start, end)
+    hi = np.clip(np.append(t[1:], end), start, end)
+    return float(np.sum(v * (hi - lo)) / (end - start))

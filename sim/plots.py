@@ -16,21 +16,31 @@ Functions:
   became of it, drawn apart from loss (it is not loss: those consumers never return).
 - :func:`memory_over_time` -- the broker-memory step function, stacked by session state.
 - :func:`policy_tradeoff` -- loss ratio versus mean broker memory, one labelled point per policy.
+- :func:`loss_against_expiry`, :func:`memory_against_expiry`, :func:`expiry_figure` -- loss
+  ratio and peak/mean memory against the Session Expiry Interval from "0" to "never", with
+  confidence bands (the headline figure of ``mqtt-sim demo``).
+- :func:`memory_over_decades` -- several runs' memory up to a UINT_MAX horizon (~136 years).
+- :func:`session_timeline` -- per consumer: connected, offline resumable, expired, departed,
+  with each message marked by its fate (small scripted scenarios).
+- :func:`frontier_figure`, :func:`advice_figure` -- the advisor's frontier and its pick.
 - :func:`storm_figure` -- memory and queued messages around fleet-wide network outages.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 
 from .protocol import DEPARTED_FATES, LOSS_CAUSES, UINT_MAX
 
-__all__ = ["loss_by_cause", "departed_traffic", "memory_over_time", "advice_figure", "expiry_positions", "policy_tradeoff", "policy_figure", "byte_unit", "time_unit", "storm_figure"]
+__all__ = ["loss_by_cause", "departed_traffic", "memory_over_time", "advice_figure", "expiry_positions", "policy_tradeoff",
+           "policy_figure", "byte_unit", "time_unit", "loss_against_expiry", "memory_against_expiry", "expiry_figure",
+           "memory_over_decades", "session_timeline", "frontier_figure", "storm_figure"]
 
 #: Display names of the loss causes (legend entries).
 CAUSE_LABELS = {
@@ -91,6 +101,7 @@ COMPONENT_COLORS = {
 }
 
 _BYTE_UNITS = (("B", 1.0), ("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12))
+_BINARY_UNITS = (("B", 1.0), ("KiB", 2.0 ** 10), ("MiB", 2.0 ** 20), ("GiB", 2.0 ** 30), ("TiB", 2.0 ** 40))
 _TIME_UNITS = (("s", 1.0), ("min", 60.0), ("h", 3600.0), ("d", 86_400.0), ("y", 365 * 86_400.0))
 
 _STAT_SUFFIXES = ("", "_mean")
@@ -100,11 +111,13 @@ _STAT_SUFFIXES = ("", "_mean")
 # helpers
 # ---------------------------------------------------------------------------------------------
 
-def byte_unit(max_bytes: float) -> tuple[str, float]:
-    """The decimal unit (B, kB, MB, GB, TB) and its size in bytes for values up to ``max_bytes``."""
+def byte_unit(max_bytes: float, binary: bool = False) -> tuple[str, float]:
+    """The decimal unit (B, kB, MB, GB, TB) and its size in bytes for values up to ``max_bytes``;
+    with ``binary=True`` the binary one (B, KiB, MiB, GiB, TiB), as the expiry and decades figures use."""
     value = abs(float(max_bytes)) if max_bytes is not None and np.isfinite(max_bytes) else 0.0
-    name, size = _BYTE_UNITS[0]
-    for unit_name, unit_size in _BYTE_UNITS:
+    units = _BINARY_UNITS if binary else _BYTE_UNITS
+    name, size = units[0]
+    for unit_name, unit_size in units:
         if value >= unit_size:
             name, size = unit_name, unit_size
     return name, size
@@ -592,8 +605,20 @@ def policy_figure(table: pd.DataFrame, *, logx: bool = False) -> Figure:
 
 
 # ---------------------------------------------------------------------------------------------
-# the policy advisor
+# against the Session Expiry Interval, from 0 to never
 # ---------------------------------------------------------------------------------------------
+
+#: The grid columns of a sweep (``sim.sweep`` / ``sim.summarize``) the expiry figures read.
+EXPIRY_FIELD = "mqttConsumer.session expiry interval"
+CLEAN_START_FIELD = "mqttConsumer.clean start"
+
+#: Least distance between two labelled expiry ticks, in decades of the log axis.
+_MIN_TICK_DECADES = 0.6
+
+_EXPIRY_TICKS = ((1, "1 s"), (10, "10 s"), (60, "1 min"), (600, "10 min"), (3600, "1 h"), (6 * 3600, "6 h"),
+                 (86_400, "1 d"), (7 * 86_400, "7 d"), (30 * 86_400, "30 d"), (365 * 86_400, "1 y"),
+                 (10 * 365 * 86_400, "10 y"), (100 * 365 * 86_400, "100 y"))
+
 
 def expiry_positions(values) -> tuple[np.ndarray, list[float], list[str]]:
     """x positions for Session Expiry Intervals on a log axis where 0 and UINT_MAX ("never")
@@ -608,11 +633,404 @@ def expiry_positions(values) -> tuple[np.ndarray, list[float], list[str]]:
     for x, text in ((lo / 10, "0"), (hi * 10, "never")):
         ticks.append(x)
         labels.append(text)
-    for t, text in ((1, "1 s"), (60, "1 min"), (3600, "1 h"), (86_400, "1 d"), (30 * 86_400, "30 d"), (365 * 86_400, "1 y")):
-        if lo <= t <= hi:
-            ticks.append(t)
-            labels.append(text)
+    distinct = np.unique(finite)
+    if 0 < len(distinct) <= 8:  # few values (a sweep's grid): a tick at each that has room
+        candidates = [(float(t), _expiry_text(t)) for t in distinct]
+    else:
+        candidates = [(float(t), text) for t, text in _EXPIRY_TICKS if lo <= t <= hi]
+    round_values = {t for t, _ in _EXPIRY_TICKS}
+    # round values first (1 min, 1 h, ...), then the others, each only where it keeps
+    # MIN_TICK_DECADES from every tick already placed (0 and never included): no overlaps
+    kept = [math.log10(x) for x in ticks]
+    shown = []
+    for t, text in sorted(candidates, key=lambda c: (c[0] not in round_values, c[0])):
+        if all(abs(math.log10(t) - k) >= _MIN_TICK_DECADES for k in kept):
+            kept.append(math.log10(t))
+            shown.append((t, text))
+    for t, text in sorted(shown):
+        ticks.append(t)
+        labels.append(text)
     return pos, ticks, labels
+
+
+def _expiry_text(seconds: float) -> str:
+    """A Session Expiry Interval as a tick label in its largest whole unit: "15 s", "5 min",
+    "1 h", "30 d", "190 s"."""
+    for unit, size in (("y", 365 * 86_400), ("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size and float(seconds) % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def _expiry_axis(ax: Axes, ticks: list[float], labels: list[str]) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, labels)
+    ax.xaxis.set_minor_locator(_NullLocator())
+    ax.set_xlabel("Session Expiry Interval (s to y, log scale; 0 and never at the ends)")
+    ax.grid(alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def _NullLocator():
+    from matplotlib.ticker import NullLocator
+
+    return NullLocator()
+
+
+def _expiry_groups(df: pd.DataFrame, expiry: str, by: str | None) -> list[tuple[str | None, pd.DataFrame]]:
+    """The rows of a policy table by the column ``by`` (default: Clean Start, when it varies)."""
+    if expiry not in df.columns:
+        raise ValueError(f"the table needs the expiry column {expiry!r} (a sim.summarize table of a sweep "
+                         "over the Session Expiry Interval has it)")
+    if by is None and CLEAN_START_FIELD in df.columns and df[CLEAN_START_FIELD].astype(str).nunique() > 1:
+        by = CLEAN_START_FIELD
+    if by is None:
+        return [(None, df)]
+    name = "Clean Start" if by == CLEAN_START_FIELD else by.split(".")[-1]
+    out = []
+    for value, g in df.groupby(by, sort=True):
+        text = ("1" if value else "0") if by == CLEAN_START_FIELD else _format_value(value)
+        out.append((f"{name} {text}", g))
+    return out
+
+
+def _band(ax: Axes, df: pd.DataFrame, name: str, x: np.ndarray, scale: float, color, floor: float | None = None) -> bool:
+    """A confidence band from ``<name>_ci_low``/``<name>_ci_high`` (data with replications), drawn
+    when present (on a log axis its low end is kept at ``floor`` or above); True when drawn."""
+    for low_name, high_name in ((f"{name}_ci_low", f"{name}_ci_high"), (f"{name}_mean_ci_low", f"{name}_mean_ci_high")):
+        if low_name in df.columns and high_name in df.columns:
+            low = pd.to_numeric(df[low_name], errors="coerce").to_numpy(dtype=float)
+            high = pd.to_numeric(df[high_name], errors="coerce").to_numpy(dtype=float)
+            if floor is not None:
+                low = np.maximum(low, floor)
+            ax.fill_between(x, low / scale, high / scale, color=color, alpha=0.2, linewidth=0)
+            return True
+    return False
+
+
+def loss_against_expiry(table: pd.DataFrame, ax: Axes | None = None, *, expiry: str = EXPIRY_FIELD,
+                        by: str | None = None, target: float | None = None,
+                        title: str | None = "Message loss against the Session Expiry Interval") -> Figure:
+    """Loss ratio (%) against the Session Expiry Interval on a log axis where 0 and UINT_MAX
+    are labelled "0" and "never", one line per Clean Start (or per value of ``by``).
+
+    ``table`` has one row per policy: a :func:`sim.summarize` table of a sweep over the expiry
+    (``loss_ratio`` and, with replications, ``loss_ratio_ci_low``/``_ci_high``, drawn as a
+    band), ``advice.policies`` of :func:`sim.advise`, or any frame with those columns.
+    ``target`` (a ratio) draws the loss target.
+    """
+    fig, ax = _new_axes(ax, (8.0, 4.5))
+    loss = _column(table, "loss_ratio")
+    if loss is None:
+        raise ValueError("loss_against_expiry needs a 'loss_ratio' column")
+    pos, ticks, labels = expiry_positions(table[expiry] if expiry in table.columns else [])
+    df = table.assign(_x=pos, _y=100.0 * loss.to_numpy(dtype=float))
+    banded = False
+    for g, (name, rows) in enumerate(_expiry_groups(df, expiry, by)):
+        rows = rows.sort_values("_x")
+        line, = ax.plot(rows["_x"], rows["_y"], marker="o", ms=4, color=f"C{g}", label=name or "loss ratio")
+        banded |= _band(ax, rows, "loss_ratio", rows["_x"].to_numpy(), 0.01, line.get_color())
+    if target is not None:
+        ax.axhline(100 * float(target), color="k", ls="--", lw=1, label=f"loss target {100 * float(target):.3g} %")
+    _expiry_axis(ax, ticks, labels)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("Loss ratio (% of pairs to returning consumers)")
+    if banded:
+        ax.plot([], [], color="0.5", alpha=0.3, lw=6, label="95 % confidence band")
+    ax.legend(fontsize=8, loc="best")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def memory_against_expiry(table: pd.DataFrame, ax: Axes | None = None, *, expiry: str = EXPIRY_FIELD,
+                          by: str | None = None, logy: bool | None = None,
+                          title: str | None = "Broker memory against the Session Expiry Interval") -> Figure:
+    """Peak (solid) and time-weighted mean (dashed) broker memory against the Session Expiry
+    Interval, 0 and UINT_MAX labelled "0" and "never", one colour per Clean Start (or ``by``).
+
+    Needs ``memory_peak_bytes`` and ``memory_mean_bytes`` (their ``_ci_low``/``_ci_high`` are
+    drawn as bands). Bytes in binary units (KiB, MiB, GiB). ``logy`` (default: when the values
+    span more than two decades) draws memory on a log scale.
+    """
+    fig, ax = _new_axes(ax, (8.0, 4.5))
+    peak, mean = _column(table, "memory_peak_bytes"), _column(table, "memory_mean_bytes")
+    if peak is None or mean is None:
+        raise ValueError("memory_against_expiry needs 'memory_peak_bytes' and 'memory_mean_bytes' columns")
+    values = np.concatenate([peak.to_numpy(dtype=float), mean.to_numpy(dtype=float)])
+    positive = values[np.isfinite(values) & (values > 0)]
+    b_name, b_size = byte_unit(positive.max() if positive.size else 0.0, binary=True)
+    if logy is None:
+        logy = bool(positive.size and positive.max() / positive.min() > 100)
+    pos, ticks, labels = expiry_positions(table[expiry] if expiry in table.columns else [])
+    df = table.assign(_x=pos)
+    banded = False
+    for g, (name, rows) in enumerate(_expiry_groups(df, expiry, by)):
+        rows = rows.sort_values("_x")
+        x = rows["_x"].to_numpy()
+        prefix = f"{name}: " if name else ""
+        for metric, style, what in (("memory_peak_bytes", "-", "peak"), ("memory_mean_bytes", "--", "mean")):
+            y = _column(rows, metric).to_numpy(dtype=float) / b_size
+            line, = ax.plot(x, y, ls=style, marker="o" if style == "-" else "s", ms=4, color=f"C{g}",
+                            label=prefix + what)
+            banded |= _band(ax, rows, metric, x, b_size, line.get_color(),
+                            floor=positive.min() / 2 if logy and positive.size else None)
+    _expiry_axis(ax, ticks, labels)
+    if logy:
+        ax.set_yscale("log")
+        ax.set_ylabel(f"Broker memory ({b_name}, log scale)")
+    else:
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel(f"Broker memory ({b_name})")
+    if banded:
+        ax.plot([], [], color="0.5", alpha=0.3, lw=6, label="95 % confidence band")
+    ax.legend(fontsize=8, loc="upper left")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def expiry_figure(table: pd.DataFrame, *, expiry: str = EXPIRY_FIELD, by: str | None = None,
+                  target: float | None = None, title: str | None = None) -> Figure:
+    """The headline figure: loss ratio (left) and peak and mean broker memory (right) against
+    the Session Expiry Interval from 0 to never, per Clean Start, with confidence bands when
+    the table has intervals (a :func:`sim.summarize` table of a sweep; ``mqtt-sim demo``
+    writes it as ``expiry_headline.png``)."""
+    fig = Figure(figsize=(13, 4.8), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    loss_against_expiry(table, ax=left, expiry=expiry, by=by, target=target, title="Loss")
+    memory_against_expiry(table, ax=right, expiry=expiry, by=by, title="Broker memory")
+    fig.suptitle(title or "What each Session Expiry Interval loses and what it costs in broker memory")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# memory over decades
+# ---------------------------------------------------------------------------------------------
+
+def memory_over_decades(frames, ax: Axes | None = None, *, horizon: float | None = None,
+                        stranded: bool = True, logy: bool | None = None, bins: int = 300,
+                        confidence: float = 0.95, title: str | None = "Broker memory over the years") -> Figure:
+    """Broker memory of several runs over a long horizon, one line per run or policy: stranded
+    sessions (clients that left for good) accumulate with sessions that never expire, finite
+    expiries level off.
+
+    ``frames`` maps a label (e.g. ``"expiry 1 d"``, ``"never"``) to a ``res.memory`` frame, or
+    to a list of them (replications of one policy: the line is their mean per bin, with a
+    ``confidence`` t-interval band across them); a list of ``(label, frames)`` pairs works too.
+    Each step function is reduced to its time-weighted mean per bin (``bins`` equal bins from 0
+    up to the horizon: ``horizon``, else the frame's ``attrs["horizon"]``, else its last row);
+    with ``stranded``, the memory of stranded sessions is drawn dashed in the same colour. Time
+    in s/min/h/d/y as the span requires (a UINT_MAX horizon, about 136 years, in years); bytes in
+    binary units, on a log scale by default when the lines differ by more than two decades.
+    """
+    from scipy import stats
+
+    items = list(frames.items()) if hasattr(frames, "items") else list(frames)
+    if not items:
+        raise ValueError("memory_over_decades needs at least one res.memory frame")
+    fig, ax = _new_axes(ax, (9.0, 4.8))
+    curves = []
+    for name, runs in items:
+        runs = [runs] if isinstance(runs, pd.DataFrame) else list(runs)
+        ends = []
+        for frame in runs:
+            if "time" not in frame.columns or "bytes" not in frame.columns or not len(frame):
+                raise ValueError(f"{name}: a res.memory frame with 'time' and 'bytes' rows is needed")
+            end = horizon if horizon is not None else frame.attrs.get("horizon")
+            ends.append(max(float(end) if end is not None else 0.0, float(frame["time"].max())))
+        t_end = max(ends)
+        cols = ["bytes"] + (["stranded_bytes"] if stranded and all("stranded_bytes" in f.columns for f in runs) else [])
+        binned = []
+        for frame in runs:
+            data = frame.sort_values("time", kind="stable")
+            t = data["time"].to_numpy(dtype=float)
+            values = data[cols].to_numpy(dtype=float)
+            if t[0] > 0:  # nothing held before the first row
+                t, values = np.concatenate([[0.0], t]), np.vstack([np.zeros((1, len(cols))), values])
+            if t_end > 0:
+                _, means, _ = _bin_step_function(t, values, t_end, bins)
+            else:
+                means = values[-1:]
+            binned.append(means)
+        stack = np.stack(binned)  # runs x bins x columns
+        x = np.linspace(0.0, t_end, len(stack[0]) + 1)
+        mean = stack.mean(axis=0)
+        band = None
+        if len(runs) > 1:
+            half = stats.t.ppf(0.5 + confidence / 2, len(runs) - 1) * stack[:, :, 0].std(axis=0, ddof=1) / np.sqrt(len(runs))
+            band = (np.clip(mean[:, 0] - half, 0.0, None), mean[:, 0] + half)
+        y = np.vstack([mean, mean[-1:]])
+        curves.append((str(name), x, y, len(cols) > 1 and bool(np.any(stack[:, :, -1] > 0)), band, len(runs)))
+    span = max(float(x[-1]) for _, x, _, _, _, _ in curves)
+    t_name, t_size = time_unit(span)
+    top = max(float(np.nanmax(y[:, 0] if band is None else np.append(y[:, 0], band[1])))
+              for _, _, y, _, band, _ in curves)
+    positive = np.concatenate([y[:, 0][y[:, 0] > 0] for _, _, y, _, _, _ in curves])
+    b_name, b_size = byte_unit(top, binary=True)
+    if logy is None:
+        logy = bool(positive.size and positive.max() / positive.min() > 100)
+    banded = False
+    for g, (name, x, y, has_stranded, band, n) in enumerate(curves):
+        color = f"C{g % 10}"
+        label = f"{name}: total" + (f" (mean of {n} runs)" if n > 1 else "")
+        ax.plot(x / t_size, y[:, 0] / b_size, drawstyle="steps-post", color=color, lw=1.4, label=label)
+        if band is not None:
+            low, high = band
+            if logy and positive.size:
+                low = np.maximum(low, positive.min() / 2)
+            ax.fill_between(x / t_size, np.append(low, low[-1]) / b_size, np.append(high, high[-1]) / b_size,
+                            step="post", color=color, alpha=0.2, linewidth=0)
+            banded = True
+        if has_stranded:
+            ax.plot(x / t_size, y[:, 1] / b_size, drawstyle="steps-post", color=color, lw=1.0, ls="--",
+                    label=f"{name}: stranded sessions")
+    ax.set_xlim(0, span / t_size)
+    ax.set_xlabel(f"Simulated time ({t_name})")
+    if logy:
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=positive.min() / b_size / 2 if positive.size else None)
+        ax.set_ylabel(f"Broker memory ({b_name}, log scale; bin means)")
+    else:
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel(f"Broker memory ({b_name}; bin means)")
+    ax.grid(alpha=0.3)
+    ax.set_axisbelow(True)
+    if banded:
+        ax.plot([], [], color="0.5", alpha=0.3, lw=6, label=f"{100 * confidence:g} % confidence band")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# session timeline (small scripted scenarios)
+# ---------------------------------------------------------------------------------------------
+
+#: Session states of the timeline and their colours.
+TIMELINE_STATES = {
+    "connected": ("connected", "#2ca02c"),
+    "offline": ("offline, session resumable", "#1f77b4"),
+    "expired": ("offline, no session (expired or ended)", "#d9d9d9"),
+    "departed": ("departed (left for good)", "#7f7f7f"),
+}
+
+#: Colours of the message marks by fate (loss causes as in :data:`CAUSE_COLORS`).
+FATE_COLORS = {"delivered": "#2ca02c", "pending": "#ffbb78", **CAUSE_COLORS,
+               **{f: "#525252" for f in DEPARTED_FATES}}
+
+
+def _client_states(events: pd.DataFrame, horizon: float) -> dict[str, list[tuple[float, float, str]]]:
+    """Per consumer client id, its (start, end, state) spans from the lifecycle events."""
+    out: dict[str, list[tuple[float, float, str]]] = {}
+    ev = events[events["role"] == "consumer"] if "role" in events.columns else events
+    for cid, g in ev.groupby("client_id", sort=False):
+        spans: list[tuple[float, float, str]] = []
+        state, since, departed = None, None, False
+        for t, event in zip(g["time"].astype(float), g["event"]):
+            new = state
+            if event == "connect":
+                new = "connected"
+            elif event == "disconnect":
+                new = "offline"
+            elif event in ("session_expired", "session_ended") and state == "offline" and not departed:
+                new = "expired"
+            elif event == "departed":
+                departed, new = True, "departed"
+            if new != state:
+                if state is not None and t > since:
+                    spans.append((since, t, state))
+                state, since = new, t
+        if state is not None and horizon > since:
+            spans.append((since, horizon, state))
+        out[str(cid)] = spans
+    return out
+
+
+def session_timeline(events: pd.DataFrame, messages: pd.DataFrame | None = None, ax: Axes | None = None, *,
+                     horizon: float | None = None, clients: Sequence[str] | None = None,
+                     title: str | None = "Sessions and messages per consumer") -> Figure:
+    """One row per consumer client id: when it was connected, offline with a resumable session,
+    offline without a session (expired or ended), or departed for good; with ``messages``
+    (``res.messages`` of the exact engine, ``record_messages=True``) each message routed to it
+    is a mark at its publish time, coloured by its fate (delivered, the loss cause, departed).
+
+    ``events`` is ``res.events``; ``horizon`` (default: the latest time seen) ends the last
+    spans. Meant for small scripted scenarios: a few clients and messages.
+    """
+    if not {"time", "client_id", "event"} <= set(events.columns):
+        raise ValueError("session_timeline needs res.events (time, client_id, event)")
+    t_last = float(events["time"].max()) if len(events) else 0.0
+    if messages is not None and len(messages):
+        t_last = max(t_last, float(messages["published_at"].max()), float(messages["fate_at"].max()))
+    horizon = float(horizon) if horizon is not None else t_last
+    states = _client_states(events, horizon)
+    ids = list(clients) if clients is not None else list(states)
+    if messages is not None and clients is None:
+        ids += [c for c in pd.unique(messages["consumer"].astype(str)) if c not in states]
+    fig, ax = _new_axes(ax, (10.0, 1.2 + 0.55 * max(1, len(ids))))
+    t_name, t_size = time_unit(horizon)
+    row = {cid: i for i, cid in enumerate(ids)}
+    for cid, i in row.items():
+        for state in TIMELINE_STATES:
+            spans = [(a / t_size, (b - a) / t_size) for a, b, s in states.get(cid, []) if s == state]
+            if spans:
+                ax.broken_barh(spans, (i - 0.3, 0.6), color=TIMELINE_STATES[state][1], alpha=0.85)
+    handles = [Patch(color=colour, alpha=0.85, label=text) for text, colour in TIMELINE_STATES.values()]
+    if messages is not None and len(messages):
+        m = messages[messages["consumer"].astype(str).isin(row)]
+        for fate, g in m.groupby("fate", sort=False):
+            y = g["consumer"].astype(str).map(row).to_numpy(dtype=float)
+            lost = fate in LOSS_CAUSES
+            ax.scatter(g["published_at"].to_numpy(dtype=float) / t_size, y, marker="X" if lost else "o",
+                       s=60 if lost else 36, color=FATE_COLORS.get(fate, "black"), edgecolors="black",
+                       linewidths=0.5, zorder=3,
+                       label=f"message: {CAUSE_LABELS.get(fate, DEPARTED_LABELS.get(fate, fate))}")
+    ax.set_yticks(range(len(ids)), ids)
+    ax.set_ylim(len(ids) - 0.5, -0.5)
+    ax.set_xlim(0, horizon / t_size if horizon > 0 else 1)
+    ax.set_xlabel(f"Simulated time ({t_name})")
+    ax.set_ylabel("Consumer (client id)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    marks, texts = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + marks, labels=[h.get_label() for h in handles] + texts, fontsize=8,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# the policy advisor
+# ---------------------------------------------------------------------------------------------
+
+def frontier_figure(advice, ax: Axes | None = None, *, title: str | None = "Loss against memory: the Pareto frontier") -> Figure:
+    """Loss ratio against mean broker memory for every policy :func:`sim.advise` evaluated,
+    the loss–memory Pareto frontier, the loss target, the memory budget (when given, against
+    peak memory, so drawn for reference) and the recommended policy starred. Bytes in binary
+    units."""
+    t, f = advice.policies, advice.frontier
+    fig, ax = _new_axes(ax, (8.0, 4.8))
+    b_name, b_size = byte_unit(float(t["memory_mean_bytes"].max()), binary=True)
+    ax.scatter(t["memory_mean_bytes"] / b_size, 100 * t["loss_ratio"], s=18, color="0.6", label="evaluated policy")
+    ax.plot(f["memory_mean_bytes"] / b_size, 100 * f["loss_ratio"], color="C3", marker="o", ms=4,
+            label="Pareto frontier")
+    ax.axhline(100 * advice.max_loss_ratio, color="k", ls="--", lw=1, label="loss target")
+    if advice.memory_budget is not None and advice.memory_budget <= 1.5 * float(t["memory_mean_bytes"].max()):
+        ax.axvline(advice.memory_budget / b_size, color="k", ls=":", lw=1, label="memory budget (peak)")
+    if advice.pick is not None:
+        p = advice.pick
+        ax.scatter([p["memory_mean_bytes"] / b_size], [100 * p["loss_ratio"]], marker="*", s=220, color="gold",
+                   edgecolor="k", zorder=5, label="recommended")
+    ax.set_xlabel(f"Mean broker memory ({b_name})")
+    ax.set_ylabel("Loss ratio (% of pairs to returning consumers)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
 
 
 def advice_figure(advice) -> Figure:
@@ -624,38 +1042,15 @@ def advice_figure(advice) -> Figure:
     t = advice.policies
     fig = Figure(figsize=(13, 5), layout="constrained")
     left, right = fig.subplots(1, 2)
-    pos, ticks, labels = expiry_positions(t[E])
-    t = t.assign(_x=pos)
-    for cs, g in t.groupby(CS):
-        g = g.sort_values("_x")
-        line, = left.plot(g["_x"], 100 * g["loss_ratio"], marker="o", ms=4, label=f"Clean Start {int(cs)}")
-        left.fill_between(g["_x"], 100 * g["loss_ratio_ci_low"], 100 * g["loss_ratio_ci_high"], alpha=0.2,
-                          color=line.get_color(), lw=0)
-    left.axhline(100 * advice.max_loss_ratio, color="k", ls="--", lw=1, label="loss target")
-    left.set_xscale("log")
-    left.set_xticks(ticks, labels)
-    left.set_xlabel("Session Expiry Interval (log scale; 0 and never at the ends)")
-    left.set_ylabel("Loss ratio (% of pairs of consumers that come back)")
-    left.set_title(f"Loss against expiry ({100 * advice.confidence:g} % intervals)")
-    b_name, b_size = byte_unit(float(t["memory_mean_bytes"].max()))
-    right.scatter(t["memory_mean_bytes"] / b_size, 100 * t["loss_ratio"], s=18, color="0.6", label="evaluated policy")
-    f = advice.frontier
-    right.plot(f["memory_mean_bytes"] / b_size, 100 * f["loss_ratio"], color="C3", marker="o", ms=4,
-               label="Pareto frontier")
-    right.axhline(100 * advice.max_loss_ratio, color="k", ls="--", lw=1, label="loss target")
+    loss_against_expiry(t, ax=left, expiry=E, by=CS, target=advice.max_loss_ratio,
+                        title=f"Loss against expiry ({100 * advice.confidence:g} % intervals)")
     if advice.pick is not None:
         p = advice.pick
         x = expiry_positions(list(t[E]) + [p[E]])[0][-1]
         left.scatter([x], [100 * p["loss_ratio"]], marker="*", s=220, color="gold", edgecolor="k", zorder=5,
                      label="recommended")
-        right.scatter([p["memory_mean_bytes"] / b_size], [100 * p["loss_ratio"]], marker="*", s=220, color="gold",
-                      edgecolor="k", zorder=5, label="recommended")
-    right.set_xlabel(f"Mean broker memory ({b_name})")
-    right.set_ylabel("Loss ratio (% of pairs of consumers that come back)")
-    right.set_title("Loss against memory")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        left.legend(fontsize=8)
+    frontier_figure(advice, ax=right, title="Loss against memory")
     return fig
 
 

@@ -94,6 +94,7 @@ def test_readme_command_lines_run(scratch, capsys):
             argv = argv + ["--quiet", "--replications", "2", "--horizon", "1h"]  # at a small size: the full demo is `make demo`
         assert main(argv) == 0, argv
     for f in ("run1/summary.csv", "runs.csv", "policies.png", "policy_comparison.csv", "policy_comparison.png",
+              "expiry_headline.png",
               "expiry_policy.parquet", "advice_frontier.parquet", "advice.png"):
         assert (scratch / "data" / "results" / f).exists(), f
 

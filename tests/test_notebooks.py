@@ -30,7 +30,15 @@ SMALL_PARAMETERS = {
 #: Per-notebook overrides of SMALL_PARAMETERS (file name -> values).
 NOTEBOOK_PARAMETERS = {
     "02_policy_sweep.ipynb": {"horizon": "30m", "replications": 3},
+    # decades up to UINT_MAX stay the point: a smaller fleet and scaled-down case studies
+    "03_memory_to_uint_max.ipynb": {"horizon": "uint_max", "clients": 3, "case_a_connected": 10,
+                                    "case_b_clients": 10, "case_b_horizon": "15m"},
+    "04_policy_advisor.ipynb": {"refine": 1},
 }
+
+
+#: Notebooks whose last code cell writes the answer (Markdown computed from the numbers).
+CLOSING_ANSWER = {"03_memory_to_uint_max.ipynb", "04_policy_advisor.ipynb", "05_real_broker.ipynb"}
 
 
 def _read(path: Path):
@@ -95,6 +103,17 @@ def test_notebook_runs_at_small_size(path, tmp_path, monkeypatch):
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors, errors
+    printed = "".join("".join(o.get("text", "")) for c in executed.cells if c.cell_type == "code"
+                      for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    for line in printed.splitlines():  # the kernel imported this checkout's sim, not another copy
+        if line.startswith("sim from "):
+            assert Path(line.removeprefix("sim from ")).resolve().is_relative_to(ROOT), line
+    if path.name in CLOSING_ANSWER:
+        # the closing answer is text computed in the last code cell (Markdown of f-strings)
+        last = [c for c in executed.cells if c.cell_type == "code"][-1]
+        answer = "".join("".join(o["data"]["text/markdown"]) for o in last.get("outputs", [])
+                         if "text/markdown" in o.get("data", {}))
+        assert answer.strip() and any(ch.isdigit() for ch in answer), f"{path.name}: no computed closing answer"
     if path.name == "01_quickstart.ipynb":
         images = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if "image/png" in o.get("data", {})]

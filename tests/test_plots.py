@@ -162,6 +162,9 @@ def test_units_follow_the_data():
     assert plots.byte_unit(999)[0] == "B"
     assert plots.byte_unit(1500)[0] == "kB"
     assert plots.byte_unit(2.5e6)[0] == "MB"
+    assert plots.byte_unit(1023, binary=True) == ("B", 1.0)
+    assert plots.byte_unit(1536, binary=True) == ("KiB", 1024.0)
+    assert plots.byte_unit(3 * 2**30, binary=True) == ("GiB", 2.0 ** 30)
     assert plots.time_unit(60)[0] == "s"
     assert plots.time_unit(3 * 3600)[0] == "h"
     assert plots.time_unit(30 * 86400)[0] == "d"
@@ -239,3 +242,161 @@ def test_storm_figure(tmp_path):
         plots.storm_figure(sim.run(sim.load_scenario(SCRIPTED), seed=1))
     with pytest.raises(ValueError, match="outage: 3"):
         plots.storm_figure(res, outage=3)
+
+
+# ------------------------------------------------------------------ figures against the expiry, decades, timeline
+
+E = "mqttConsumer.session expiry interval"
+CS = "mqttConsumer.clean start"
+
+
+@pytest.fixture(scope="module")
+def expiry_table():
+    """A small replicated sweep over the expiry, 0 to never, and both Clean Starts."""
+    scn = sim.load_scenario(ROOT / "data/scenarios/transport_example.yaml").updated({"horizon": "10m"})
+    runs = sim.sweep(scn, {E: [0, 15, 3600, sim.UINT_MAX], CS: [False, True]}, replications=2, seed=3,
+                     progress=False)
+    return sim.summarize(runs, by=[E, CS])
+
+
+def _saved(fig: Figure, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    fig.savefig(path, dpi=80)
+    assert path.stat().st_size > 5_000
+    return path
+
+
+def _ticks(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_xticklabels()]
+
+
+def test_expiry_figure_labels_zero_and_never(expiry_table, tmp_path):
+    fig = plots.expiry_figure(expiry_table)
+    _saved(fig, tmp_path, "expiry")
+    loss_ax, memory_ax = fig.axes[:2]
+    for ax in (loss_ax, memory_ax):
+        assert ax.get_xscale() == "log"
+        assert _ticks(ax)[0] == "0" and "never" in _ticks(ax)
+        assert "log scale" in ax.get_xlabel() and _has_unit(ax.get_xlabel())
+    assert "%" in loss_ax.get_ylabel()
+    assert re.search(r"\((B|KiB|MiB|GiB)", memory_ax.get_ylabel())
+    # one line per Clean Start on the loss panel, peak and mean per Clean Start on the memory panel
+    assert len([ln for ln in loss_ax.get_lines() if len(ln.get_xdata()) == 4]) == 2
+    assert len([ln for ln in memory_ax.get_lines() if len(ln.get_xdata()) == 4]) == 4
+    assert loss_ax.collections, "replicated data: the confidence bands are missing"
+    # the line drawn is the table's loss ratio, in %, with "never" right of every finite expiry
+    cs0 = expiry_table[~expiry_table[CS]].sort_values(E)
+    line = loss_ax.get_lines()[0]
+    assert np.allclose(line.get_ydata(), 100 * cs0["loss_ratio"].to_numpy())
+    assert np.argmax(line.get_xdata()) == 3
+
+
+def test_memory_against_expiry_without_intervals_draws_no_band():
+    df = pd.DataFrame({E: [0, 60, sim.UINT_MAX], "memory_peak_bytes": [2e3, 5e4, 3e9],
+                       "memory_mean_bytes": [1e3, 2e4, 1e9]})
+    fig = plots.memory_against_expiry(df)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"  # six decades apart
+    assert "GiB" in ax.get_ylabel()
+    assert not ax.collections
+    assert _ticks(ax)[:2] == ["0", "never"]
+
+
+def test_memory_over_decades_to_uint_max(tmp_path):
+    base = sim.load_scenario(ROOT / "data/scenarios/uint_max_fleet.yaml").updated(
+        {"horizon": "uint_max", "mqttConsumer.clients": 2, "mqttConsumer.outages.up.mean": "1y",
+         "mqttPublisher.rate": "1/30d"})
+    frames = {name: sim.run(base.updated({E: e}), seed=2, engine="interval").memory
+              for name, e in (("expiry 1 d", 86_400), ("never", sim.UINT_MAX))}
+    fig = plots.memory_over_decades(frames, horizon=sim.UINT_MAX)
+    _saved(fig, tmp_path, "decades")
+    ax = fig.axes[0]
+    assert ax.get_xlabel().endswith("(y)")
+    assert ax.get_xlim()[1] == pytest.approx(sim.UINT_MAX / (365 * 86_400))  # about 136 years
+    assert re.search(r"\((B|KiB|MiB|GiB)", ax.get_ylabel())
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert "never: total" in labels and "expiry 1 d: total" in labels
+    # sessions that never expire end the horizon holding more than a one-day expiry
+    finals = {ln.get_label(): ln.get_ydata()[-1] for ln in ax.get_lines()}
+    assert finals["never: total"] > finals["expiry 1 d: total"]
+
+
+def test_session_timeline_of_the_scripted_scenario(tmp_path):
+    res = sim.run(sim.load_scenario(ROOT / "data/scenarios/scripted.yaml"), seed=1)
+    fig = plots.session_timeline(res.events, res.messages, horizon=res.summary["horizon"])
+    _saved(fig, tmp_path, "timeline")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "Simulated time (s)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["consumer-0"]
+    # connected 0-10, offline with its session 10-12 (expiry 2 s), without one 12-14, connected 14-60
+    assert plots._client_states(res.events, 60.0)["consumer-0"] == [
+        (0.0, 10.0, "connected"), (10.0, 12.0, "offline"), (12.0, 14.0, "expired"), (14.0, 60.0, "connected")]
+    marks = [c for c in ax.collections if c.get_label().startswith("message: ")]
+    assert sum(len(c.get_offsets()) for c in marks) == len(res.messages)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {plots.TIMELINE_STATES[s][0] for s in plots.TIMELINE_STATES} <= set(legend)
+    assert {"message: delivered", "message: session expired", "message: no session"} <= set(legend)
+
+
+def test_session_timeline_shows_a_departure():
+    scn = sim.load_scenario({"name": "leaves", "horizon": "60s",
+                             "mqttConsumer": {"clients": 1, "session expiry interval": 5, "clean start": False,
+                                              "qos": 1, "outages": {"trace": [[10, None]]}},
+                             "mqttPublisher": {"clients": 1, "qos": 1, "schedule": [5, 12, 30]}})
+    res = sim.run(scn, seed=1)
+    spans = plots._client_states(res.events, 60.0)["consumer-0"]
+    assert spans[0] == (0.0, 10.0, "connected") and spans[-1][2] == "departed" and spans[-1][1] == 60.0
+    fig = plots.session_timeline(res.events, res.messages, horizon=60)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(text.startswith("message: ") and "held until the session ended" in text for text in legend)
+
+
+def test_frontier_and_advice_figures(tmp_path):
+    scn = sim.load_scenario(ROOT / "data/scenarios/transport_example.yaml").updated({"horizon": "10m"})
+    advice = sim.advise(scn, max_loss_ratio="5%", replications=2, expiries=[0, 60, sim.UINT_MAX], refine=1,
+                        progress=False)
+    fig = plots.frontier_figure(advice)
+    _saved(fig, tmp_path, "frontier")
+    ax = fig.axes[0]
+    assert re.search(r"\((B|KiB|MiB|GiB)\)", ax.get_xlabel()) and "%" in ax.get_ylabel()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "Pareto frontier" in legend
+    assert ("recommended" in legend) == (advice.pick is not None)
+    both = plots.advice_figure(advice)
+    _saved(both, tmp_path, "advice")
+    assert _ticks(both.axes[0])[0] == "0" and "never" in _ticks(both.axes[0])
+
+
+@pytest.mark.parametrize("values", [
+    [0, 10, 60, 190, 600, 3600, 86_400, sim.UINT_MAX],   # an advisor's grid after a bisection step
+    [0, 15, 300, 3600, sim.UINT_MAX],                     # the demo's grid
+    [0, *np.geomspace(1, 1e8, 40), sim.UINT_MAX],          # many values: round ticks only
+])
+def test_expiry_ticks_keep_their_distance(values):
+    pos, ticks, labels = plots.expiry_positions(values)
+    assert labels[:2] == ["0", "never"] and len(ticks) == len(labels)
+    logs = np.sort(np.log10(ticks))
+    assert np.diff(logs).min() >= 0.6 - 1e-9  # labels do not run into one another
+    assert pos.min() == min(ticks) and pos.max() == max(ticks)  # 0 and never sit on their ticks
+
+
+def test_memory_over_decades_of_replications_draws_their_mean_and_band(tmp_path):
+    base = sim.load_scenario(ROOT / "data/scenarios/uint_max_fleet.yaml").updated(
+        {"horizon": "10y", "mqttConsumer.clients": 2, "mqttConsumer.outages.up.mean": "30d",
+         "mqttPublisher.rate": "1/7d", E: sim.UINT_MAX})
+    runs = [sim.run(base, seed=s, engine="interval").memory for s in (1, 2, 3)]
+    fig = plots.memory_over_decades({"never": runs}, bins=50)
+    _saved(fig, tmp_path, "decades_replications")
+    ax = fig.axes[0]
+    assert ax.get_xlabel().endswith("(y)")
+    (total,) = [ln for ln in ax.get_lines() if ln.get_label() == "never: total (mean of 3 runs)"]
+    assert "95 % confidence band" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(ax.collections) == 1  # the band
+    # the line is the mean of the runs' time-weighted bin means, in the unit the label names
+    per_run = [plots._bin_step_function(m["time"].to_numpy(float), m[["bytes"]].to_numpy(float),
+                                        float(base.horizon), 50)[1][:, 0] for m in runs]
+    name = re.search(r"\((B|KiB|MiB|GiB)", ax.get_ylabel()).group(1)
+    size = dict(plots._BINARY_UNITS)[name]
+    assert np.allclose(total.get_ydata()[:-1], np.mean(per_run, axis=0) / size)
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.max() >= total.get_ydata().max() - 1e-9

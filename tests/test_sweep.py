@@ -88,8 +88,11 @@ def test_demo_writes_table_and_figure(tmp_path, capsys):
     table = pd.read_csv(tmp_path / "policy_comparison.csv")
     assert len(table) == 10 and {"policy", "loss_ratio", "loss_ratio_ci_low", "memory_peak_bytes"} <= set(table.columns)
     assert Path(tmp_path / "policy_comparison.png").stat().st_size > 10_000
+    # the headline figure (loss and memory against the expiry, 0 to never) beside its table
+    assert Path(tmp_path / "expiry_headline.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "expiry UINT_MAX, clean start false" in printed
+    assert printed.rstrip().splitlines()[-1].startswith("headline figure")
 
 
 def test_parquet_output_resumes_from_its_partial_csv(tmp_path):
