@@ -344,6 +344,7 @@ class IntervalEngine:
         in closed form (:mod:`sim.ramps`); None when a queue holds messages with release
         times of their own (message expiry, drop-oldest evictions) or blocks queue different
         sequences."""
+        self._gather()
         if self.entries:
             return None
         keys = sorted({r[0] for r in self.ramp_blocks})

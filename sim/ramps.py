@@ -24,6 +24,7 @@ floating-point rounding (relative 1e-12 in tests/test_ramps.py), not to the last
 """
 from __future__ import annotations
 
+import copy as _copy
 import math
 from dataclasses import dataclass
 
@@ -33,8 +34,6 @@ import pandas as pd
 from .memory import COLUMNS, summary_stats
 
 STORE = 3
-#: per-message terms summed at once when integrating ramps (bounded temporary memory)
-CHUNK = 1 << 22
 
 
 @dataclass
@@ -108,10 +107,10 @@ class _Level:
     ramp's start, fill and release (unfilled ramps, the sum of their ``W[lo]``, the value
     of the filled ones)."""
 
-    def __init__(self, t: np.ndarray, W: np.ndarray, r: Ramps):
-        self.t, self.W = t, W
+    def __init__(self, t: np.ndarray, W: np.ndarray | None, r: Ramps, scale: int = 1):
+        self.t, self.W, self.scale = t, W, scale  # W None: every message weighs ``scale``
         fin = np.isfinite(r.release)
-        wlo, full = W[r.lo], W[r.hi] - W[r.lo]
+        wlo, full = (r.lo, r.hi - r.lo) if W is None else (W[r.lo], W[r.hi] - W[r.lo])
         n = len(r.lo)
         events = np.concatenate([t[r.lo], t[r.hi - 1], r.release[fin]])
         dn = np.concatenate([np.ones(n, np.int64), -np.ones(n, np.int64), np.zeros(int(fin.sum()), np.int64)])
@@ -126,27 +125,91 @@ class _Level:
         """Values at ``tau`` (side "right": after the changes at ``tau``; "left": just before)."""
         j = np.searchsorted(self.events, tau, side)
         n, s, f = self.state[j].T
-        return n * self.W[np.searchsorted(self.t, tau, side)] - s + f
+        arrived = np.searchsorted(self.t, tau, side)
+        return (n * (arrived if self.W is None else self.W[arrived]) - s + f) * self.scale
 
     def unfilled(self, tau: np.ndarray, side: str) -> np.ndarray:
         return self.state[np.searchsorted(self.events, tau, side), 0]
 
 
-def _held_area(t: np.ndarray, w: np.ndarray | None, r: Ramps, end: np.ndarray) -> float:
-    """``sum over ramps, over their messages k of w_k * max(0, end - t_k)`` (w None: 1),
-    a bounded number of terms at a time."""
-    total = 0.0
-    n = r.hi - r.lo
-    i = 0
-    while i < len(n):
-        j = i + max(1, int(np.searchsorted(np.cumsum(n[i:]), CHUNK, "right")))
-        lens = n[i:j]
-        first = np.repeat(r.lo[i:j] - np.r_[0, np.cumsum(lens)[:-1]], lens)
-        k = first + np.arange(int(lens.sum()))
-        d = np.maximum(np.repeat(end[i:j], lens) - t[k], 0.0)
-        total += float(np.sum(d if w is None else w[k] * d))
-        i = j
-    return total
+class AreaIndex:
+    """``sum over k in [lo, hi) of w_k * max(0, end - t_k)`` for many ranges at once, without
+    visiting their messages: prefix sums of the weights and of ``w_k * (t_k - base)``, where
+    ``base`` is the time of the first message of each block of :attr:`K` messages (offsets
+    within a block are small, so the sums keep their precision at t ~ 4e9 s; a range's whole
+    blocks add one term each: the work is per range plus per 4096 messages held)."""
+
+    K = 4096
+
+    def __init__(self, t: np.ndarray, w: np.ndarray | None = None):
+        K, N = self.K, len(t)
+        self.t, self.factor = t, 1
+        nb = max(1, -(-N // K))
+        self.base = t[::K] if N else np.zeros(1)
+        pad = nb * K - N
+        d = np.zeros(nb * K)
+        d[:N] = t
+        d[:N] -= np.repeat(self.base, K)[:N]
+        if w is not None:
+            d[:N] *= w
+        d = d.reshape(nb, K)
+        np.cumsum(d, axis=1, out=d)
+        # per block: exclusive prefix sums within it (K + 1 columns); weights None: counts
+        self.wd = np.concatenate([np.zeros((nb, 1)), d], axis=1)
+        del d
+        if w is None:
+            self.wl = None
+            full = np.full(nb, float(K))
+            full[-1] = K - pad
+        else:
+            wl = np.zeros(nb * K)
+            wl[:N] = w
+            self.wl = np.concatenate([np.zeros((nb, 1)), np.cumsum(wl.reshape(nb, K), axis=1)], axis=1)
+            full = self.wl[:, -1]
+        self.full = full  # each block's total weight
+
+    def _w(self, b: np.ndarray, k: np.ndarray) -> np.ndarray:
+        return k.astype(float) if self.wl is None else self.wl[b, k]
+
+    def scaled(self, k: int) -> "AreaIndex":
+        """The same index for messages that all weigh ``k``."""
+        out = _copy.copy(self)
+        out.factor = self.factor * k
+        return out
+
+    def area(self, lo: np.ndarray, hi: np.ndarray, end: np.ndarray) -> float:
+        K = self.K
+        hi = np.minimum(hi, np.searchsorted(self.t, end, "right"))  # messages after ``end`` add nothing
+        ok = hi > lo
+        lo, hi, end = lo[ok], hi[ok], end[ok]
+        if not len(lo):
+            return 0.0
+        b0, b1 = lo // K, (hi - 1) // K
+        same = b0 == b1
+        # the first block's part: [lo, min(hi, its end))
+        stop0 = np.where(same, hi - b0 * K, K)
+        w0 = self._w(b0, stop0) - self._w(b0, lo - b0 * K)
+        d0 = self.wd[b0, stop0] - self.wd[b0, lo - b0 * K]
+        total = np.sum(w0 * (end - self.base[b0]) - d0)
+        m = ~same
+        if m.any():
+            b0m, b1m, e = b0[m], b1[m], end[m]
+            k1 = hi[m] - b1m * K  # the last block's part: [its start, hi)
+            total += np.sum(self._w(b1m, k1) * (e - self.base[b1m]) - self.wd[b1m, k1])
+            cnt = b1m - b0m - 1  # whole blocks in between, one term each (prefix sums over
+            if cnt.sum():  # blocks of w * base would lose the precision at t ~ 4e9 s)
+                j = np.repeat(b0m + 1 - np.r_[0, np.cumsum(cnt)[:-1]], cnt) + np.arange(int(cnt.sum()))
+                total += np.sum(self.full[j] * (np.repeat(e, cnt) - self.base[j]) - self.wd[j, -1])
+        return float(total) * self.factor
+
+
+def _weights(w: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+    """Prefix sums of per-message weights, or (None, k) when every message weighs ``k``."""
+    if w is None:
+        return None, 0
+    if len(w) == 0 or bool((w == w[0]).all()):
+        return None, int(w[0]) if len(w) else 0
+    return np.r_[0, np.cumsum(w)], 1
 
 
 @dataclass
@@ -168,12 +231,13 @@ def closed_form(t: np.ndarray, entry_bytes: int, copy: np.ndarray | None, store:
     with a shared store, else None. Same fields as :meth:`sim.memory.MemoryMonitor.stats`."""
     H = horizon
     N = len(t)
-    counts = np.arange(N + 1, dtype=np.int64)
     cats = [ramps.where(ramps.category == c) for c in range(3)]
-    queued = [_Level(t, counts, r) for r in cats]
-    copies = [_Level(t, np.r_[0, np.cumsum(copy)], r) for r in cats] if copy is not None else []
+    copy_w, copy_k = _weights(copy)
+    store_w, store_k = _weights(store)
+    queued = [_Level(t, None, r) for r in cats]
+    copies = [_Level(t, copy_w, r, copy_k) for r in cats] if copy is not None else []
     env = envelope(ramps) if store is not None else None
-    stored = _Level(t, np.r_[0, np.cumsum(store)], env) if store is not None else None
+    stored = _Level(t, store_w, env, store_k) if store is not None else None
 
     # the sessions' rows as a step function per category (0..3), session bytes and sessions
     order = np.argsort(rows.time, kind="stable")
@@ -212,17 +276,21 @@ def closed_form(t: np.ndarray, entry_bytes: int, copy: np.ndarray | None, store:
     dmid = np.diff(np.r_[0.0, np.minimum(ends, mid)])
     marked = sum(float(np.sum(states[:, c] * dmid)) for c in range(4))
     queued_area = 0.0
+    by_count = AreaIndex(t)
+    by_copy = (by_count.scaled(copy_k) if copy_w is None else AreaIndex(t, copy)) if copy is not None else None
     for c, r in enumerate(cats):
-        stop = np.minimum(r.release, H)
-        q_area = _held_area(t, None, r, stop)
+        stop, half = np.minimum(r.release, H), np.minimum(r.release, mid)
+        q_area = by_count.area(r.lo, r.hi, stop)
         queued_area += q_area
-        area[c] += entry_bytes * q_area + (_held_area(t, copy, r, stop) if copy is not None else 0.0)
-        marked += entry_bytes * _held_area(t, None, r, np.minimum(r.release, mid))
-        if copy is not None:
-            marked += _held_area(t, copy, r, np.minimum(r.release, mid))
+        area[c] += entry_bytes * q_area
+        marked += entry_bytes * by_count.area(r.lo, r.hi, half)
+        if by_copy is not None:
+            area[c] += by_copy.area(r.lo, r.hi, stop)
+            marked += by_copy.area(r.lo, r.hi, half)
     if env is not None:
-        area[STORE] += _held_area(t, store, env, np.minimum(env.release, H))
-        marked += _held_area(t, store, env, np.minimum(env.release, mid))
+        by_store = by_count.scaled(store_k) if store_w is None else AreaIndex(t, store)
+        area[STORE] += by_store.area(env.lo, env.hi, np.minimum(env.release, H))
+        marked += by_store.area(env.lo, env.hi, np.minimum(env.release, mid))
     stats = summary_stats(area, queued_area, peak, qpeak, int(final[0]), int(final[8]), 0.0, H, (mid, marked))
 
     if not frame:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import sim
 from sim.interval import IntervalEngine, unsupported
-from sim.ramps import Ramps, envelope
+from sim.ramps import AreaIndex, Ramps, envelope
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_engines import scenarios, seeds  # noqa: E402
@@ -160,3 +160,25 @@ def test_envelope_is_the_latest_release_of_each_message(ranges):
     got = {m: r for u, v, r in zip(env.lo, env.hi, env.release) for m in range(u, v)}
     assert got == brute_envelope(lo, hi, rel)
     assert (env.lo[1:] >= env.hi[:-1]).all()  # disjoint, in order
+
+
+def per_message_area(t, w, lo, hi, end):
+    return sum(float(np.sum((1 if w is None else w[a:b]) * np.maximum(e - t[a:b], 0.0)))
+               for a, b, e in zip(lo, hi, end))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 12_000), start=st.sampled_from([0.0, 4.29e9]), seed=st.integers(0, 2**31),
+       weighted=st.booleans())
+def test_area_index_equals_the_sum_over_messages(n, start, seed, weighted):
+    """Held byte-seconds from prefix sums (no visit per message) against the direct sum, also
+    near t = 4.29e9 s, ranges within a block, across blocks and past their end time."""
+    rng = np.random.default_rng(seed)
+    t = start + np.sort(rng.uniform(0, n, n))
+    w = rng.integers(1, 400, n) if weighted else None
+    lo = rng.integers(0, n, 50)
+    hi = np.minimum(n, lo + rng.integers(1, 9000, 50))
+    end = t[np.minimum(hi, n - 1)] + rng.uniform(-100, 300, 50)
+    got = AreaIndex(t, w).area(lo, hi, end)
+    want = per_message_area(t, w, lo, hi, end)
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-6)
