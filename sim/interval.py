@@ -132,11 +132,13 @@ def publish_stream(scenario: Scenario, publisher_seed: np.random.SeedSequence) -
                 t = _poisson_times(rng, 1.0 / b.rate, H)
             topic = b.topic_of(slot)
             times.append(t)
-            blocks.append(np.full(len(t), bi, dtype=np.int32))
+            blocks.append(np.full(len(t), bi, dtype=np.int16))
             stores.append(np.full(len(t), scenario.broker.message_overhead_bytes + len(topic.encode()) + b.payload_bytes,
-                                  dtype=np.int64))
+                                  dtype=np.int32))
     if not times:
-        return Stream(np.zeros(0), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64))
+        return Stream(np.zeros(0), np.zeros(0, dtype=np.int16), np.zeros(0, dtype=np.int32))
+    if len(times) == 1:  # one publisher client: already in time order
+        return Stream(times[0], blocks[0], stores[0])
     t = np.concatenate(times)
     order = np.argsort(t, kind="stable")
     return Stream(t[order], np.concatenate(blocks)[order], np.concatenate(stores)[order])
@@ -167,7 +169,7 @@ class _Group:
     """The messages one consumer block receives: their times and global indices."""
 
     t: np.ndarray
-    idx: np.ndarray
+    idx: np.ndarray | range  # range: every message of the stream
     qos: int  # delivered QoS (min of published and subscribed)
     payload: int
     mei: float | None  # message expiry interval, None = never
@@ -179,6 +181,10 @@ class _Group:
         if b <= a:
             return 0
         return int(np.searchsorted(self.t, b, "left") - np.searchsorted(self.t, a, "left"))
+
+    def ids(self, a: int, b: int) -> np.ndarray:
+        """Global indices of the group's messages a..b-1."""
+        return np.arange(a, b) if isinstance(self.idx, range) else self.idx[a:b]
 
     def pos(self, a: float) -> int:
         return int(np.searchsorted(self.t, a, "left"))
@@ -288,7 +294,8 @@ class IntervalEngine:
         s, b = self.stream, self.cfg
         pubs = [i for i, p in enumerate(self.scn.publishers) if _matches(c.topic_filter, p)]
         mask = np.isin(s.block, pubs) if pubs else np.zeros(len(s.t), dtype=bool)
-        idx = np.flatnonzero(mask)
+        # every message (one publisher block, or all of them): the stream itself, no copy
+        idx = range(len(s.t)) if mask.all() else np.flatnonzero(mask)
         first = self.scn.publishers[pubs[0]] if pubs else None
         qos = protocol.delivered_qos(first.qos, c.qos) if first else 0
         payload = first.payload_bytes if first else 0
@@ -303,7 +310,7 @@ class IntervalEngine:
                 caps.append(b.max_queued_bytes // payload if b.queue_bytes_check == "fits"
                             else -(-b.max_queued_bytes // payload))
             limit = min(caps) if caps else None
-        return _Group(s.t[idx], idx, qos, payload, mei, limit, key)
+        return _Group(s.t if isinstance(idx, range) else s.t[idx], idx, qos, payload, mei, limit, key)
 
     # ----------------------------------------------------------------- memory
     def _store_memory(self) -> None:
@@ -351,7 +358,7 @@ class IntervalEngine:
         if not keys:
             return self.groups[0] if self.groups else None
         g = self.groups[keys[0]]
-        if any(not np.array_equal(self.groups[k].idx, g.idx) for k in keys[1:]):
+        if any(not _same(self.groups[k].idx, g.idx) for k in keys[1:]):
             return None
         return g
 
@@ -371,7 +378,7 @@ class IntervalEngine:
         for key, lo, hi, release, cat in self.ramp_blocks:  # every queued message as a record of its own
             gk = self.groups[key]
             for a, b, r, c in zip(lo.tolist(), hi.tolist(), release.tolist(), cat.tolist()):
-                self.entries.append((gk.idx[a:b], gk.t[a:b], np.full(b - a, r), c))
+                self.entries.append((gk.ids(a, b), gk.t[a:b], np.full(b - a, r), c))
         self.ramp_blocks = []
         self._store_memory()
         H = self.H
@@ -468,10 +475,16 @@ class IntervalEngine:
         else:
             lo = hi = cat = np.zeros(0, np.int64)
             rel = np.zeros(0)
-        body = self.stream.store[g.idx]
+        body = self.stream.store if isinstance(g.idx, range) else self.stream.store[g.idx]
         shared = cfg.shared_message_store
         return closed_form(g.t, cfg.queue_entry_overhead_bytes, None if shared else body, body if shared else None,
                            Ramps.of(lo, hi, rel, cat), srows, self.H, self.memory_points, self.record_memory)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, range) and isinstance(b, range):
+        return a == b
+    return np.array_equal(np.asarray(a), np.asarray(b))
 
 
 @dataclass
@@ -721,7 +734,7 @@ class _Life:
                 else:  # drop-oldest: each older message leaves when the limit-th newer one comes
                     lo = b - g.limit
                     if g.limit > 0:
-                        eng.entries.append((g.idx[a:lo], g.t[a:lo], g.t[a + g.limit:b], self.category))
+                        eng.entries.append((g.ids(a, lo), g.t[a:lo], g.t[a + g.limit:b], self.category))
             kept = hi - lo
             if kept:
                 if g.mei is not None:
@@ -740,7 +753,7 @@ class _Life:
                     n_exp = int(expired.sum())
                     self.book("message_expired", n_exp)
                     self.book(fate, kept - n_exp)
-                    eng.entries.append((g.idx[lo:hi], tk, rel, self.category))
+                    eng.entries.append((g.ids(lo, hi), tk, rel, self.category))
                 else:  # held from each arrival to one release: a range of the sequence
                     self.book(fate, kept)
                     eng.ramps.append((g.key, lo, hi, release, self.category))
