@@ -55,6 +55,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(format_summary(res.summary))
     if scn.not_simulated:
         print("not simulated (connection settings, accepted as given): " + ", ".join(scn.not_simulated))
+    if res.events.empty and res.summary["connects"] > 0:
+        print(f"event rows not kept (a long run: {int(res.summary['connects'] + res.summary['disconnects']):,} "
+              "connects and disconnects, counted in the summary); engine: " + res.engine)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

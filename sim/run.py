@@ -57,7 +57,8 @@ class Result:
 #: message-by-message engine would visit more (message, consumer) pairs than this.
 AUTO_INTERVAL_PAIRS = 2_000_000
 
-#: ... and the interval engine would hold at most about this many queued messages' records.
+#: ... and, where queues are kept message by message (message expiry, drop-oldest), the
+#: interval engine would hold at most about this many queued messages' records.
 AUTO_INTERVAL_HELD = 3_000_000
 
 ENGINES = ("auto", "exact", "interval")
@@ -70,8 +71,16 @@ class EngineError(ValueError):
 #: Most (message, consumer) rows ``record_messages=True`` may keep (about 2 GB as a DataFrame).
 MAX_MESSAGE_ROWS = 20_000_000
 
+#: ``record_events=None`` keeps the event rows when a run makes at most about this many
+#: connection changes (a row each), and only counts them past it.
+AUTO_EVENT_ROWS = 1_000_000
 
-def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = None, record_events: bool = True,
+#: Most messages one run may publish: both engines keep every publish time (the interval
+#: engine about 30 bytes each while it runs, the exact engine visits each one).
+MAX_MESSAGES = 250_000_000
+
+
+def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = None, record_events: bool | None = None,
         record_memory: bool = True, engine: str = "auto", memory_points: int | None = 100_000,
         warmup: float = 0.0, progress: bool = False) -> Result:
     """Simulate ``scenario`` from time 0 to its horizon with random seed ``seed``.
@@ -96,6 +105,12 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     and means, byte-seconds, queued messages) cover [warmup, horizon). A warning says when it
     is shorter than the longest finite Session Expiry Interval plus the mean outage: sessions
     started before it still hold what they queued then (docs/model.md, "Warm-up").
+
+    ``record_events``: keep one row per lifecycle event in ``Result.events`` (the summary
+    counts them either way); None keeps them unless the run makes more than about
+    :data:`AUTO_EVENT_ROWS` connection changes (the interval engine then settles whole
+    lives in arrays, :mod:`sim.renewal`). Runs that would publish more than
+    :data:`MAX_MESSAGES` messages are refused before they start.
 
     ``progress``: show a progress bar (tqdm, on stderr) over simulated time (exact engine) or
     client slots (interval engine); it changes nothing in the results.
@@ -122,6 +137,12 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
         raise ValueError(f"record_messages: this run would route about {pairs:,.0f} (message, "
                          f"consumer) pairs, more rows than can be kept ({MAX_MESSAGE_ROWS:,}); use the summary and "
                          "res.fates, or a shorter horizon")
+    if (msgs := _expected_messages(scenario)) > MAX_MESSAGES:
+        raise ValueError(f"horizon: this run would publish about {msgs:,.0f} messages (rate x horizon), more than one "
+                         f"run can hold ({MAX_MESSAGES:,}: every publish time is kept); lower mqttPublisher.rate or "
+                         "the horizon, e.g. one message per minute over the UINT_MAX horizon is about 72 million")
+    if record_events is None:
+        record_events = _expected_connection_changes(scenario) <= AUTO_EVENT_ROWS
     chosen = _choose_engine(scenario, engine, record_messages is True, warmup)
     if record_messages is None:
         record_messages = chosen == "exact" and bool(scenario.publishers) and all(
@@ -260,9 +281,29 @@ def _choose_engine(scenario: Scenario, engine: str, record_messages: bool, warmu
         return "exact"
     if _expected_pairs(scenario) < AUTO_INTERVAL_PAIRS:
         return "exact"
-    # the interval engine books each queued message's memory change (about 400 bytes each while
-    # it runs): past AUTO_INTERVAL_HELD of them the exact engine, slower but small, is chosen
-    return "interval" if _expected_held(scenario) <= AUTO_INTERVAL_HELD else "exact"
+    # queues whose messages leave one by one (message expiry, drop-oldest evictions) are kept
+    # message by message by the interval engine (about 400 bytes each while it runs): past
+    # AUTO_INTERVAL_HELD of them the exact engine, slower but small, is chosen. Other queues
+    # are ranges of the publish stream, whatever their length (sim.ramps).
+    b = scenario.broker
+    one_by_one = any(p.message_expiry_interval is not None for p in scenario.publishers) or (
+        b.queue_full_policy == "drop-oldest" and bool(b.max_queued_messages or b.max_queued_bytes))
+    return "exact" if one_by_one and _expected_held(scenario) > AUTO_INTERVAL_HELD else "interval"
+
+
+def _expected_connection_changes(scenario: Scenario) -> float:
+    """About how many connects and disconnects a run makes (its event rows)."""
+    n = 0.0
+    for c in [*scenario.consumers, *scenario.publishers]:
+        o = c.outages
+        if o.up is not None:
+            cycle = o.up.mean + o.down.mean
+            n += c.clients * (2 * scenario.horizon / cycle if math.isfinite(cycle) and cycle > 0 else 2)
+        elif o.traces is not None:
+            n += 2 * sum(len(t) for t in o.traces) + c.clients
+        else:
+            n += c.clients
+    return n
 
 
 def _expected_held(scenario: Scenario) -> float:
