@@ -104,7 +104,7 @@ def test_memory_over_time(lossy):
     _axes_labelled(fig)
     ax = fig.axes[0]
     assert ax.get_xlabel().endswith("(s)")  # a 60 s horizon is shown in seconds
-    assert re.search(r"\((B|kB|MB)\)", ax.get_ylabel())
+    assert re.search(r"\((B|KiB|MiB)\)", ax.get_ylabel())
     lo, hi = ax.get_xlim()
     assert lo == pytest.approx(0.0) and hi == pytest.approx(60.0)
 
@@ -120,7 +120,7 @@ def test_policy_tradeoff(policies):
     _axes_labelled(fig)
     ax = fig.axes[0]
     assert "%" in ax.get_ylabel()
-    assert re.search(r"\((B|kB|MB|GB)", ax.get_xlabel())
+    assert re.search(r"\((B|KiB|MiB|GiB)", ax.get_xlabel())
     legend = ax.get_legend()
     shown = [t.get_text() for t in ax.texts] + ([t.get_text() for t in legend.get_texts()] if legend else [])
     assert {"SEI 2 s", "no outage"} <= {line for text in shown for line in text.split("\n")}
@@ -160,11 +160,12 @@ def test_zero_routed_row_does_not_divide_by_zero():
 def test_units_follow_the_data():
     assert plots.byte_unit(0) == ("B", 1.0)
     assert plots.byte_unit(999)[0] == "B"
-    assert plots.byte_unit(1500)[0] == "kB"
-    assert plots.byte_unit(2.5e6)[0] == "MB"
-    assert plots.byte_unit(1023, binary=True) == ("B", 1.0)
-    assert plots.byte_unit(1536, binary=True) == ("KiB", 1024.0)
-    assert plots.byte_unit(3 * 2**30, binary=True) == ("GiB", 2.0 ** 30)
+    assert plots.byte_unit(1023) == ("B", 1.0)  # binary units: 1 KiB = 1024 B
+    assert plots.byte_unit(1024) == ("KiB", 1024.0)
+    assert plots.byte_unit(1536) == ("KiB", 1024.0)
+    assert plots.byte_unit(2.5e6) == ("MiB", 2.0 ** 20)
+    assert plots.byte_unit(3 * 2**30) == ("GiB", 2.0 ** 30)
+    assert plots.byte_unit(5 * 2**40) == ("TiB", 2.0 ** 40)
     assert plots.time_unit(60)[0] == "s"
     assert plots.time_unit(3 * 3600)[0] == "h"
     assert plots.time_unit(30 * 86400)[0] == "d"
@@ -225,7 +226,7 @@ def test_storm_figure(tmp_path):
     fig = plots.storm_figure(res)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     top, bottom = fig.axes
-    assert re.search(r"^Broker memory \((B|kB|MB)\)$", top.get_ylabel())
+    assert re.search(r"^Broker memory \((B|KiB|MiB)\)$", top.get_ylabel())
     assert bottom.get_ylabel() == "Queued messages (count)"
     assert bottom.get_xlabel() == "Simulated time (h)"  # an hour-long outage and its storm: hours
     assert "network outage" in [t.get_text() for t in top.get_legend().get_texts()]
