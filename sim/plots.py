@@ -514,7 +514,7 @@ def _label_offsets(ax: Axes, xs: np.ndarray, ys: np.ndarray, groups, fontsize: f
 
 
 def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memory_mean_bytes",
-                    y: str = "loss_ratio", label: str | None = None, logx: bool = False,
+                    y: str = "loss_ratio", label: str | None = None, logx: bool | None = None,
                     title: str | None = "Loss versus broker memory, per policy",
                     fontsize: float = 8) -> Figure:
     """Loss ratio (%) against mean broker memory, one labelled point per policy (row).
@@ -522,8 +522,9 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
     ``df`` has one row per policy with the columns ``x`` (bytes; default the time-weighted mean
     ``memory_mean_bytes``) and ``y`` (a ratio in 0..1; default ``loss_ratio``); labels come
     from the index or the ``label`` column. When ``<y>_ci_low``/``<y>_ci_high`` (or the same
-    for ``x``) exist, they are drawn as error bars. ``logx`` draws memory on a log scale, useful
-    when the policies span orders of magnitude. A single ``res.summary`` Series is accepted too.
+    for ``x``) exist, they are drawn as error bars. ``logx`` draws memory on a log scale; by
+    default it does when the positive memory values differ by more than a factor of 20 (on a
+    linear axis the small ones would crowd at 0). A single ``res.summary`` Series is accepted too.
 
     Policies with the same result share a marker and a label. Labels are written beside the
     points when they fit without overlapping; otherwise the points are keyed in a legend.
@@ -552,6 +553,9 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
     x_lo = xs - (xerr[0] if xerr is not None else 0.0)
     what = {"memory_mean_bytes": "Mean broker memory", "memory_peak_bytes": "Peak broker memory",
             "memory_final_bytes": "Broker memory at the horizon"}.get(x, x.replace("_", " "))
+    if logx is None:
+        positive_x = finite_x[finite_x > 0]
+        logx = bool(positive_x.size and np.all(finite_x > 0) and positive_x.max() / positive_x.min() > 20)
     if logx and finite_x.size and np.all(finite_x > 0):
         ax.set_xscale("log")
         ax.set_xlabel(f"{what} ({b_name}, log scale)")
@@ -596,13 +600,14 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
     return fig
 
 
-def policy_figure(table: pd.DataFrame, *, logx: bool = False) -> Figure:
+def policy_figure(table: pd.DataFrame, *, logx: bool | None = None) -> Figure:
     """The demo's figure, per policy: loss by cause (top left), traffic to departed devices
     drawn apart from loss (bottom left), and loss versus mean memory (right).
 
     ``table`` has one row per policy (index = label), e.g. :func:`sim.sweep.summarize` output
     with ``lost_<cause>``, ``departed_<kind>`` and ``routed`` metrics. Without departed
-    columns the bottom-left panel says there was no such traffic.
+    columns the bottom-left panel says there was no such traffic. ``logx``: memory on a log
+    scale (default: when the policies' memory differs by more than a factor of 20).
     """
     fig = Figure(figsize=(15, 0.9 * len(table) + 4.5), layout="constrained")
     grid = fig.add_gridspec(2, 2, width_ratios=(1.1, 1.0))
@@ -707,6 +712,11 @@ def _expiry_groups(df: pd.DataFrame, expiry: str, by: str | None) -> list[tuple[
     return out
 
 
+def _legend_beside(ax: Axes) -> None:
+    """The legend right of the axes, where it covers no line and no confidence band."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
 def _widths(g: int, groups: int) -> tuple[float, float]:
     """Line width and marker size of group ``g`` of ``groups``: earlier groups wider, so that a
     line another one covers (Clean Start 0 and 1 often give the same memory) still shows as a
@@ -760,7 +770,7 @@ def loss_against_expiry(table: pd.DataFrame, ax: Axes | None = None, *, expiry: 
     ax.set_ylabel("Loss ratio (% of pairs to returning consumers)")
     if banded:
         ax.plot([], [], color="0.5", alpha=0.3, lw=6, label="95 % confidence band")
-    ax.legend(fontsize=8, loc="best")
+    _legend_beside(ax)
     if title:
         ax.set_title(title)
     return fig
@@ -810,7 +820,7 @@ def memory_against_expiry(table: pd.DataFrame, ax: Axes | None = None, *, expiry
         ax.set_ylabel(f"Broker memory ({b_name})")
     if banded:
         ax.plot([], [], color="0.5", alpha=0.3, lw=6, label="95 % confidence band")
-    ax.legend(fontsize=8, loc="upper left")
+    _legend_beside(ax)
     if title:
         ax.set_title(title)
     return fig
@@ -1034,14 +1044,19 @@ def session_timeline(events: pd.DataFrame, messages: pd.DataFrame | None = None,
 # the policy advisor
 # ---------------------------------------------------------------------------------------------
 
-def frontier_figure(advice, ax: Axes | None = None, *, title: str | None = "Loss against memory: the Pareto frontier") -> Figure:
+def frontier_figure(advice, ax: Axes | None = None, *, logx: bool | None = None,
+                    title: str | None = "Loss against memory: the Pareto frontier") -> Figure:
     """Loss ratio against mean broker memory for every policy :func:`sim.advise` evaluated,
     the loss–memory Pareto frontier, the loss target, the memory budget (when given, against
     peak memory, so drawn for reference) and the recommended policy starred. Bytes in binary
-    units."""
+    units; ``logx`` (default: when the policies' memory differs by more than a factor of 20)
+    draws memory on a log scale."""
     t, f = advice.policies, advice.frontier
     fig, ax = _new_axes(ax, (8.0, 4.8))
     b_name, b_size = byte_unit(float(t["memory_mean_bytes"].max()))
+    memory = t["memory_mean_bytes"].to_numpy(dtype=float)
+    if logx is None:  # policies far apart in memory: a linear axis would crowd the small ones at 0
+        logx = bool(np.all(memory > 0) and memory.max() / memory.min() > 20)
     ax.scatter(t["memory_mean_bytes"] / b_size, 100 * t["loss_ratio"], s=18, color="0.6", label="evaluated policy")
     ax.plot(f["memory_mean_bytes"] / b_size, 100 * f["loss_ratio"], color="C3", marker="o", ms=4,
             label="Pareto frontier")
@@ -1052,10 +1067,13 @@ def frontier_figure(advice, ax: Axes | None = None, *, title: str | None = "Loss
         p = advice.pick
         ax.scatter([p["memory_mean_bytes"] / b_size], [100 * p["loss_ratio"]], marker="*", s=220, color="gold",
                    edgecolor="k", zorder=5, label="recommended")
-    ax.set_xlabel(f"Mean broker memory ({b_name})")
+    if logx:
+        ax.set_xscale("log")
+        _log_ticks(ax.xaxis, memory.min() / b_size, memory.max() / b_size)
+    ax.set_xlabel(f"Mean broker memory ({b_name}{', log scale' if logx else ''})")
     ax.set_ylabel("Loss ratio (% of pairs to returning consumers)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_beside(ax)
     if title:
         ax.set_title(title)
     return fig
@@ -1077,7 +1095,7 @@ def advice_figure(advice) -> Figure:
         x = expiry_positions(list(t[E]) + [p[E]])[0][-1]
         left.scatter([x], [100 * p["loss_ratio"]], marker="*", s=220, color="gold", edgecolor="k", zorder=5,
                      label="recommended")
-        left.legend(fontsize=8)
+        _legend_beside(left)
     frontier_figure(advice, ax=right, title="Loss against memory")
     return fig
 

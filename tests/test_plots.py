@@ -474,3 +474,20 @@ def test_coinciding_clean_start_lines_stay_visible():
         second = next(ln for ln in lines if ln.get_label().startswith("Clean Start 1"))
         assert np.allclose(first.get_ydata(), second.get_ydata())
         assert first.get_linewidth() > second.get_linewidth() and first.get_markersize() > second.get_markersize()
+
+
+def test_memory_axis_turns_logarithmic_when_policies_are_far_apart():
+    near = pd.DataFrame({"memory_mean_bytes": [10e3, 40e3], "loss_ratio": [0.1, 0.0]}, index=["a", "b"])
+    far = pd.DataFrame({"memory_mean_bytes": [10e3, 40e3, 900e3], "loss_ratio": [0.1, 0.0, 0.0]}, index=["a", "b", "c"])
+    assert plots.policy_tradeoff(near).axes[0].get_xscale() == "linear"
+    ax = plots.policy_tradeoff(far).axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "Mean broker memory (KiB, log scale)"
+    assert plots.policy_tradeoff(far, logx=False).axes[0].get_xscale() == "linear"
+
+
+def test_expiry_legends_stand_beside_the_bands(expiry_table):
+    fig = plots.expiry_figure(expiry_table)
+    renderer = _drawn(fig)
+    for ax in fig.axes[:2]:
+        assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+    assert not _cut_off(fig)
