@@ -85,7 +85,7 @@ def main() -> None:
              (1000, "30d", False)]
     if args.quick:
         sizes = sizes[:1]
-    print(f"{'clients':>8}{'horizon':>9}{'exact s':>10}{'exact MB':>10}{'interval s':>12}{'interval MB':>13}"
+    print(f"{'clients':>8}{'horizon':>9}{'exact s':>10}{'exact MiB':>10}{'interval s':>12}{'interval MiB':>13}"
           f"{'bare loop s':>13}{'interval/bare':>15}{'exact/interval':>16}")
     for clients, horizon, with_exact in sizes:
         iv = measure("interval", clients, horizon, args.repeats)

@@ -36,7 +36,7 @@ _UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mi
 
 
 def parse_bytes(value: Any, field: str = "memory_budget") -> float:
-    """``2GiB``, ``500 MB``, ``1e9`` -> bytes."""
+    """``2GiB``, ``500 MiB``, ``1e9`` -> bytes (KiB, MiB, GiB, TiB binary; kB, MB, GB, TB decimal)."""
     from .units import ScenarioError
 
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 and math.isfinite(value):
@@ -49,7 +49,7 @@ def parse_bytes(value: Any, field: str = "memory_budget") -> float:
             x = -1
         if x > 0 and math.isfinite(x):
             return x
-    raise ScenarioError(field, value, "must be a size in bytes > 0, e.g. 500MB or 2GiB")
+    raise ScenarioError(field, value, "must be a size in bytes > 0, e.g. 500MiB or 2GiB")
 
 
 def parse_ratio(value: Any, field: str = "max_loss_ratio") -> float:
@@ -182,7 +182,7 @@ def _fmt_e(e: Any) -> str:
 
 
 def _fmt_b(x: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    for unit, size in (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
         if abs(x) >= size:
             return f"{x / size:,.3g} {unit}"
     return f"{x:,.0f} B"

@@ -173,7 +173,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for path in map(example_path, available_examples()):
         res = run(load_scenario(path), seed=args.seed, record_messages=False, record_events=False)
         s = res.summary
-        print(f"  {path.name:<28} loss ratio {s['loss_ratio']:.4f}  peak memory {s['memory_peak_bytes'] / 1e3:,.1f} kB"
+        print(f"  {path.name:<28} loss ratio {s['loss_ratio']:.4f}  peak memory {s['memory_peak_bytes'] / 1024:,.1f} KiB"
               f"  pending {int(s['pending'])}  to departed devices {int(s['departed_pairs'])}")
     # the headline: loss and memory against the expiry, 0 to never, beside the table it draws
     plots.expiry_figure(table).savefig(out / "expiry_headline.png", dpi=120, bbox_inches="tight")
@@ -186,7 +186,7 @@ def demo_table(table: pd.DataFrame) -> pd.DataFrame:
     """The demo's printed table from a :func:`sim.summarize` table with a ``policy`` column:
     loss in % of returning consumers' pairs with its interval, loss by cause in the same unit,
     the per-consumer 90th percentile, traffic to departed devices in % of all routed pairs, and
-    memory in kB. Ratios of means: ``lost_<cause> / (routed - departed_pairs)``."""
+    memory in KiB. Ratios of means: ``lost_<cause> / (routed - departed_pairs)``."""
     returning = table["routed"] - table["departed_pairs"]
     safe = returning.where(returning > 0)
     show = pd.DataFrame({"policy": table["policy"],
@@ -198,9 +198,9 @@ def demo_table(table: pd.DataFrame) -> pd.DataFrame:
             show[f"{c} %"] = 100 * table[f"lost_{c}"] / safe
     show["p90 consumer loss %"] = 100 * table["consumer_loss_ratio_p90"]
     show["departed %"] = 100 * table["departed_pairs"] / table["routed"].where(table["routed"] > 0)
-    show["peak kB"] = table["memory_peak_bytes"] / 1e3
-    show["mean kB"] = table["memory_mean_bytes"] / 1e3
-    show["stranded kB"] = table["memory_mean_stranded_bytes"] / 1e3
+    show["peak KiB"] = table["memory_peak_bytes"] / 1024
+    show["mean KiB"] = table["memory_mean_bytes"] / 1024
+    show["stranded KiB"] = table["memory_mean_stranded_bytes"] / 1024
     return show
 
 
@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("advise", help="recommend the least-memory policy meeting a loss target and a memory budget")
     a.add_argument("scenario", help="scenario YAML file")
     a.add_argument("--max-loss", required=True, help="loss ratio target, e.g. 0.1%% or 0.001")
-    a.add_argument("--memory", default=None, help="peak broker memory budget, e.g. 2GiB or 500MB")
+    a.add_argument("--memory", default=None, help="peak broker memory budget, e.g. 2GiB or 500MiB (kB/MB/GB are decimal)")
     a.add_argument("--replications", type=int, default=10)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--jobs", type=int, default=1)

@@ -100,8 +100,8 @@ COMPONENT_COLORS = {
     "bytes": "#7f7f7f",
 }
 
-_BYTE_UNITS = (("B", 1.0), ("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12))
-_BINARY_UNITS = (("B", 1.0), ("KiB", 2.0 ** 10), ("MiB", 2.0 ** 20), ("GiB", 2.0 ** 30), ("TiB", 2.0 ** 40))
+#: Byte units of every figure (and of the CLI's and the advisor's text): binary, 1 KiB = 1024 B.
+_BYTE_UNITS = (("B", 1.0), ("KiB", 2.0 ** 10), ("MiB", 2.0 ** 20), ("GiB", 2.0 ** 30), ("TiB", 2.0 ** 40))
 _TIME_UNITS = (("s", 1.0), ("min", 60.0), ("h", 3600.0), ("d", 86_400.0), ("y", 365 * 86_400.0))
 
 _STAT_SUFFIXES = ("", "_mean")
@@ -111,13 +111,12 @@ _STAT_SUFFIXES = ("", "_mean")
 # helpers
 # ---------------------------------------------------------------------------------------------
 
-def byte_unit(max_bytes: float, binary: bool = False) -> tuple[str, float]:
-    """The decimal unit (B, kB, MB, GB, TB) and its size in bytes for values up to ``max_bytes``;
-    with ``binary=True`` the binary one (B, KiB, MiB, GiB, TiB), as the expiry and decades figures use."""
+def byte_unit(max_bytes: float) -> tuple[str, float]:
+    """The binary unit (B, KiB, MiB, GiB, TiB; 1 KiB = 1024 B) and its size in bytes for values
+    up to ``max_bytes``: the largest unit not above it. Every figure labels bytes this way."""
     value = abs(float(max_bytes)) if max_bytes is not None and np.isfinite(max_bytes) else 0.0
-    units = _BINARY_UNITS if binary else _BYTE_UNITS
-    name, size = units[0]
-    for unit_name, unit_size in units:
+    name, size = _BYTE_UNITS[0]
+    for unit_name, unit_size in _BYTE_UNITS:
         if value >= unit_size:
             name, size = unit_name, unit_size
     return name, size
@@ -135,6 +134,19 @@ def time_unit(span_seconds: float) -> tuple[str, float]:
         if value >= 2 * unit_size:
             name, size = unit_name, unit_size
     return name, size
+
+
+def _log_ticks(axis, lo: float, hi: float) -> None:
+    """Plain-number ticks on a log axis showing values from ``lo`` to ``hi`` (in the axis unit):
+    1, 2 and 5 per decade when the values span at most three decades (a decade, ``10^-1`` to
+    ``10^0``, would otherwise have no label in between), else one per decade; written as
+    ``0.05`` or ``200`` rather than as powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 0.0
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -328,7 +340,7 @@ def memory_over_time(memory_df: pd.DataFrame, ax: Axes | None = None,
     the last row holds until ``horizon`` (if given, else ``memory_df.attrs["horizon"]`` when
     present, else it ends at the last row). Components missing from the frame are skipped; with
     none present the ``bytes`` total is drawn. A black step line shows ``bytes`` when present.
-    The byte unit (B/kB/MB/GB) and the time unit (s/min/h/d/y) follow the data.
+    The byte unit (B/KiB/MiB/GiB, binary) and the time unit (s/min/h/d/y) follow the data.
 
     Frames longer than ``max_points`` rows are reduced to ``bins`` equal time bins: the areas
     are then time-weighted means per bin and a thin line marks the per-bin peak of the total.
@@ -408,8 +420,8 @@ def memory_over_time(memory_df: pd.DataFrame, ax: Axes | None = None,
     ax.set_ylabel(f"Broker memory ({b_name})")
     ax.grid(alpha=0.3)
     ax.set_axisbelow(True)
-    if present:
-        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    if present:  # beside the axes: spikes and growth reach every corner of the plot
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if not len(t):
         ax.text(0.5, 0.5, "no memory samples", transform=ax.transAxes, ha="center", va="center",
                 color="0.4")
@@ -502,7 +514,7 @@ def _label_offsets(ax: Axes, xs: np.ndarray, ys: np.ndarray, groups, fontsize: f
 
 
 def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memory_mean_bytes",
-                    y: str = "loss_ratio", label: str | None = None, logx: bool = False,
+                    y: str = "loss_ratio", label: str | None = None, logx: bool | None = None,
                     title: str | None = "Loss versus broker memory, per policy",
                     fontsize: float = 8) -> Figure:
     """Loss ratio (%) against mean broker memory, one labelled point per policy (row).
@@ -510,8 +522,9 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
     ``df`` has one row per policy with the columns ``x`` (bytes; default the time-weighted mean
     ``memory_mean_bytes``) and ``y`` (a ratio in 0..1; default ``loss_ratio``); labels come
     from the index or the ``label`` column. When ``<y>_ci_low``/``<y>_ci_high`` (or the same
-    for ``x``) exist, they are drawn as error bars. ``logx`` draws memory on a log scale, useful
-    when the policies span orders of magnitude. A single ``res.summary`` Series is accepted too.
+    for ``x``) exist, they are drawn as error bars. ``logx`` draws memory on a log scale; by
+    default it does when the positive memory values differ by more than a factor of 20 (on a
+    linear axis the small ones would crowd at 0). A single ``res.summary`` Series is accepted too.
 
     Policies with the same result share a marker and a label. Labels are written beside the
     points when they fit without overlapping; otherwise the points are keyed in a legend.
@@ -540,12 +553,16 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
     x_lo = xs - (xerr[0] if xerr is not None else 0.0)
     what = {"memory_mean_bytes": "Mean broker memory", "memory_peak_bytes": "Peak broker memory",
             "memory_final_bytes": "Broker memory at the horizon"}.get(x, x.replace("_", " "))
+    if logx is None:
+        positive_x = finite_x[finite_x > 0]
+        logx = bool(positive_x.size and np.all(finite_x > 0) and positive_x.max() / positive_x.min() > 20)
     if logx and finite_x.size and np.all(finite_x > 0):
         ax.set_xscale("log")
         ax.set_xlabel(f"{what} ({b_name}, log scale)")
         lo = float(np.nanmin(np.where(x_lo > 0, x_lo, xs)))
         hi = float(np.nanmax(x_hi))
         ax.set_xlim(lo / 1.6, hi * 1.6 if hi > lo else lo * 10)
+        _log_ticks(ax.xaxis, *ax.get_xlim())
     else:
         ax.set_xlabel(f"{what} ({b_name})")
         right = float(np.nanmax(x_hi)) if np.isfinite(x_hi).any() else 0.0
@@ -583,13 +600,14 @@ def policy_tradeoff(df: pd.DataFrame, ax: Axes | None = None, *, x: str = "memor
     return fig
 
 
-def policy_figure(table: pd.DataFrame, *, logx: bool = False) -> Figure:
+def policy_figure(table: pd.DataFrame, *, logx: bool | None = None) -> Figure:
     """The demo's figure, per policy: loss by cause (top left), traffic to departed devices
     drawn apart from loss (bottom left), and loss versus mean memory (right).
 
     ``table`` has one row per policy (index = label), e.g. :func:`sim.sweep.summarize` output
     with ``lost_<cause>``, ``departed_<kind>`` and ``routed`` metrics. Without departed
-    columns the bottom-left panel says there was no such traffic.
+    columns the bottom-left panel says there was no such traffic. ``logx``: memory on a log
+    scale (default: when the policies' memory differs by more than a factor of 20).
     """
     fig = Figure(figsize=(15, 0.9 * len(table) + 4.5), layout="constrained")
     grid = fig.add_gridspec(2, 2, width_ratios=(1.1, 1.0))
@@ -694,6 +712,19 @@ def _expiry_groups(df: pd.DataFrame, expiry: str, by: str | None) -> list[tuple[
     return out
 
 
+def _legend_beside(ax: Axes) -> None:
+    """The legend right of the axes, where it covers no line and no confidence band."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def _widths(g: int, groups: int) -> tuple[float, float]:
+    """Line width and marker size of group ``g`` of ``groups``: earlier groups wider, so that a
+    line another one covers (Clean Start 0 and 1 often give the same memory) still shows as a
+    rim around it."""
+    wider = groups - 1 - g
+    return 1.5 + 1.3 * wider, 4.0 + 2.5 * wider
+
+
 def _band(ax: Axes, df: pd.DataFrame, name: str, x: np.ndarray, scale: float, color, floor: float | None = None) -> bool:
     """A confidence band from ``<name>_ci_low``/``<name>_ci_high`` (data with replications), drawn
     when present (on a log axis its low end is kept at ``floor`` or above); True when drawn."""
@@ -726,9 +757,11 @@ def loss_against_expiry(table: pd.DataFrame, ax: Axes | None = None, *, expiry: 
     pos, ticks, labels = expiry_positions(table[expiry] if expiry in table.columns else [])
     df = table.assign(_x=pos, _y=100.0 * loss.to_numpy(dtype=float))
     banded = False
-    for g, (name, rows) in enumerate(_expiry_groups(df, expiry, by)):
+    groups = _expiry_groups(df, expiry, by)
+    for g, (name, rows) in enumerate(groups):
         rows = rows.sort_values("_x")
-        line, = ax.plot(rows["_x"], rows["_y"], marker="o", ms=4, color=f"C{g}", label=name or "loss ratio")
+        lw, ms = _widths(g, len(groups))
+        line, = ax.plot(rows["_x"], rows["_y"], marker="o", ms=ms, lw=lw, color=f"C{g}", label=name or "loss ratio")
         banded |= _band(ax, rows, "loss_ratio", rows["_x"].to_numpy(), 0.01, line.get_color())
     if target is not None:
         ax.axhline(100 * float(target), color="k", ls="--", lw=1, label=f"loss target {100 * float(target):.3g} %")
@@ -737,7 +770,7 @@ def loss_against_expiry(table: pd.DataFrame, ax: Axes | None = None, *, expiry: 
     ax.set_ylabel("Loss ratio (% of pairs to returning consumers)")
     if banded:
         ax.plot([], [], color="0.5", alpha=0.3, lw=6, label="95 % confidence band")
-    ax.legend(fontsize=8, loc="best")
+    _legend_beside(ax)
     if title:
         ax.set_title(title)
     return fig
@@ -759,32 +792,35 @@ def memory_against_expiry(table: pd.DataFrame, ax: Axes | None = None, *, expiry
         raise ValueError("memory_against_expiry needs 'memory_peak_bytes' and 'memory_mean_bytes' columns")
     values = np.concatenate([peak.to_numpy(dtype=float), mean.to_numpy(dtype=float)])
     positive = values[np.isfinite(values) & (values > 0)]
-    b_name, b_size = byte_unit(positive.max() if positive.size else 0.0, binary=True)
+    b_name, b_size = byte_unit(positive.max() if positive.size else 0.0)
     if logy is None:
         logy = bool(positive.size and positive.max() / positive.min() > 100)
     pos, ticks, labels = expiry_positions(table[expiry] if expiry in table.columns else [])
     df = table.assign(_x=pos)
     banded = False
-    for g, (name, rows) in enumerate(_expiry_groups(df, expiry, by)):
+    groups = _expiry_groups(df, expiry, by)
+    for g, (name, rows) in enumerate(groups):
         rows = rows.sort_values("_x")
+        lw, ms = _widths(g, len(groups))
         x = rows["_x"].to_numpy()
         prefix = f"{name}: " if name else ""
         for metric, style, what in (("memory_peak_bytes", "-", "peak"), ("memory_mean_bytes", "--", "mean")):
             y = _column(rows, metric).to_numpy(dtype=float) / b_size
-            line, = ax.plot(x, y, ls=style, marker="o" if style == "-" else "s", ms=4, color=f"C{g}",
+            line, = ax.plot(x, y, ls=style, marker="o" if style == "-" else "s", ms=ms, lw=lw, color=f"C{g}",
                             label=prefix + what)
             banded |= _band(ax, rows, metric, x, b_size, line.get_color(),
                             floor=positive.min() / 2 if logy and positive.size else None)
     _expiry_axis(ax, ticks, labels)
     if logy:
         ax.set_yscale("log")
+        _log_ticks(ax.yaxis, positive.min() / b_size, positive.max() / b_size)
         ax.set_ylabel(f"Broker memory ({b_name}, log scale)")
     else:
         ax.set_ylim(bottom=0)
         ax.set_ylabel(f"Broker memory ({b_name})")
     if banded:
         ax.plot([], [], color="0.5", alpha=0.3, lw=6, label="95 % confidence band")
-    ax.legend(fontsize=8, loc="upper left")
+    _legend_beside(ax)
     if title:
         ax.set_title(title)
     return fig
@@ -867,7 +903,7 @@ def memory_over_decades(frames, ax: Axes | None = None, *, horizon: float | None
     top = max(float(np.nanmax(y[:, 0] if band is None else np.append(y[:, 0], band[1])))
               for _, _, y, _, band, _ in curves)
     positive = np.concatenate([y[:, 0][y[:, 0] > 0] for _, _, y, _, _, _ in curves])
-    b_name, b_size = byte_unit(top, binary=True)
+    b_name, b_size = byte_unit(top)
     if logy is None:
         logy = bool(positive.size and positive.max() / positive.min() > 100)
     banded = False
@@ -889,6 +925,8 @@ def memory_over_decades(frames, ax: Axes | None = None, *, horizon: float | None
     ax.set_xlabel(f"Simulated time ({t_name})")
     if logy:
         ax.set_yscale("log")
+        if positive.size:
+            _log_ticks(ax.yaxis, positive.min() / b_size / 2, top / b_size)
         ax.set_ylim(bottom=positive.min() / b_size / 2 if positive.size else None)
         ax.set_ylabel(f"Broker memory ({b_name}, log scale; bin means)")
     else:
@@ -1006,14 +1044,19 @@ def session_timeline(events: pd.DataFrame, messages: pd.DataFrame | None = None,
 # the policy advisor
 # ---------------------------------------------------------------------------------------------
 
-def frontier_figure(advice, ax: Axes | None = None, *, title: str | None = "Loss against memory: the Pareto frontier") -> Figure:
+def frontier_figure(advice, ax: Axes | None = None, *, logx: bool | None = None,
+                    title: str | None = "Loss against memory: the Pareto frontier") -> Figure:
     """Loss ratio against mean broker memory for every policy :func:`sim.advise` evaluated,
     the loss–memory Pareto frontier, the loss target, the memory budget (when given, against
     peak memory, so drawn for reference) and the recommended policy starred. Bytes in binary
-    units."""
+    units; ``logx`` (default: when the policies' memory differs by more than a factor of 20)
+    draws memory on a log scale."""
     t, f = advice.policies, advice.frontier
     fig, ax = _new_axes(ax, (8.0, 4.8))
-    b_name, b_size = byte_unit(float(t["memory_mean_bytes"].max()), binary=True)
+    b_name, b_size = byte_unit(float(t["memory_mean_bytes"].max()))
+    memory = t["memory_mean_bytes"].to_numpy(dtype=float)
+    if logx is None:  # policies far apart in memory: a linear axis would crowd the small ones at 0
+        logx = bool(np.all(memory > 0) and memory.max() / memory.min() > 20)
     ax.scatter(t["memory_mean_bytes"] / b_size, 100 * t["loss_ratio"], s=18, color="0.6", label="evaluated policy")
     ax.plot(f["memory_mean_bytes"] / b_size, 100 * f["loss_ratio"], color="C3", marker="o", ms=4,
             label="Pareto frontier")
@@ -1024,10 +1067,13 @@ def frontier_figure(advice, ax: Axes | None = None, *, title: str | None = "Loss
         p = advice.pick
         ax.scatter([p["memory_mean_bytes"] / b_size], [100 * p["loss_ratio"]], marker="*", s=220, color="gold",
                    edgecolor="k", zorder=5, label="recommended")
-    ax.set_xlabel(f"Mean broker memory ({b_name})")
+    if logx:
+        ax.set_xscale("log")
+        _log_ticks(ax.xaxis, memory.min() / b_size, memory.max() / b_size)
+    ax.set_xlabel(f"Mean broker memory ({b_name}{', log scale' if logx else ''})")
     ax.set_ylabel("Loss ratio (% of pairs to returning consumers)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_beside(ax)
     if title:
         ax.set_title(title)
     return fig
@@ -1049,7 +1095,7 @@ def advice_figure(advice) -> Figure:
         x = expiry_positions(list(t[E]) + [p[E]])[0][-1]
         left.scatter([x], [100 * p["loss_ratio"]], marker="*", s=220, color="gold", edgecolor="k", zorder=5,
                      label="recommended")
-        left.legend(fontsize=8)
+        _legend_beside(left)
     frontier_figure(advice, ax=right, title="Loss against memory")
     return fig
 
@@ -1063,7 +1109,7 @@ def storm_figure(res, outage: int | None = None, *, margin: float = 0.5) -> Figu
     reconnect) lightly, and the storm's reconnects are ticked along the bottom panel.
     ``outage``: the index of one network outage to zoom on (default: from the first outage's
     start to the last storm's end); ``margin``: extra time on each side, as a share of that span.
-    The byte unit (B/kB/MB/GB) and the time unit (s/min/h/d) follow the data.
+    The byte unit (B/KiB/MiB/GiB, binary) and the time unit (s/min/h/d) follow the data.
     """
     storms = res.network_outages if res.network_outages is not None else pd.DataFrame()
     if not len(storms):
@@ -1107,7 +1153,8 @@ def storm_figure(res, outage: int | None = None, *, margin: float = 0.5) -> Figu
     bottom.set_ylim(bottom=0)
     top.set_title(f"Network outage{'s' if len(chosen) > 1 else ''}: peak {chosen['peak_bytes'].max() / b_size:.3g} "
                   f"{b_name}, {chosen['peak_queued'].max():.0f} queued, "
-                  f"{chosen['reconnects_peak_per_s'].max():.0f} reconnects in one second at most")
+                  f"at most {chosen['reconnects_peak_per_s'].max():.0f} reconnect"
+                  f"{'' if chosen['reconnects_peak_per_s'].max() == 1 else 's'} in one second")
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
         ax.set_axisbelow(True)

@@ -68,7 +68,7 @@ class EngineError(ValueError):
     """The chosen engine cannot compute this scenario (names what it does not support)."""
 
 
-#: Most (message, consumer) rows ``record_messages=True`` may keep (about 2 GB as a DataFrame).
+#: Most (message, consumer) rows ``record_messages=True`` may keep (about 2 GiB as a DataFrame).
 MAX_MESSAGE_ROWS = 20_000_000
 
 #: ``record_events=None`` keeps the event rows when a run makes at most about this many

@@ -41,14 +41,25 @@ def test_pick_agrees_with_the_analytic_smallest_expiry_within_the_stated_bracket
 
 
 def test_no_policy_fits_a_tiny_budget_and_the_answer_says_so():
-    a = sim.advise(sim.load_scenario(SCN), "5%", memory_budget="1kB", replications=3, seed=1, progress=False,
+    a = sim.advise(sim.load_scenario(SCN), "5%", memory_budget="1KiB", replications=3, seed=1, progress=False,
                    expiries=[0, 60, 600], refine=0)
     assert a.pick is None
     assert a.explanation.startswith("No policy of the 6 evaluated meets") and "nearest candidates" in a.explanation
+    assert "peak broker memory of at most 1 KiB" in a.explanation  # bytes in binary units, as in the figures
     with pytest.raises(sim.ScenarioError, match="memory_budget"):
         sim.advise(sim.load_scenario(SCN), 0.05, memory_budget="lots")
     with pytest.raises(sim.ScenarioError, match="max_loss_ratio"):
         sim.advise(sim.load_scenario(SCN), "150%")
+
+
+def test_advice_text_writes_bytes_in_binary_units():
+    from sim.advise import _fmt_b, parse_bytes
+
+    assert parse_bytes("2MiB") == 2 * 2**20 and parse_bytes("2MB") == 2e6  # input: either
+    assert _fmt_b(1000) == "1,000 B"
+    assert _fmt_b(1536) == "1.5 KiB"
+    assert _fmt_b(2e6) == "1.91 MiB"  # a decimal budget is written in the binary unit of the figures
+    assert _fmt_b(3 * 2**30) == "3 GiB"
 
 
 def test_cli_advise_writes_files_pandas_opens(tmp_path, capsys):
@@ -57,7 +68,7 @@ def test_cli_advise_writes_files_pandas_opens(tmp_path, capsys):
     import yaml
 
     scn.write_text(yaml.safe_dump(SCN))
-    assert main(["advise", str(scn), "--max-loss", "5%", "--memory", "1MB", "--replications", "3",
+    assert main(["advise", str(scn), "--max-loss", "5%", "--memory", "1MiB", "--replications", "3",
                  "--out", str(tmp_path / "out"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "Recommended:" in out and "loss-memory frontier" in out

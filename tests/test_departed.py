@@ -247,7 +247,7 @@ def test_demo_table_hand_counted():
     assert "queue_full %" not in show.columns  # causes that never happened are left out
     assert list(show["departed %"]) == pytest.approx([0.0, 100 * 40 / 140])
     assert list(show["p90 consumer loss %"]) == [30.0, 0.0]
-    assert list(show["stranded kB"]) == [0.0, 4.0]
+    assert list(show["stranded KiB"]) == [0.0, 4000 / 1024]  # binary units, as the figures
 
 
 # ------------------------------------------------------------------ the shipped fleet (issue's acceptance)

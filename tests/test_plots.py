@@ -104,7 +104,7 @@ def test_memory_over_time(lossy):
     _axes_labelled(fig)
     ax = fig.axes[0]
     assert ax.get_xlabel().endswith("(s)")  # a 60 s horizon is shown in seconds
-    assert re.search(r"\((B|kB|MB)\)", ax.get_ylabel())
+    assert re.search(r"\((B|KiB|MiB)\)", ax.get_ylabel())
     lo, hi = ax.get_xlim()
     assert lo == pytest.approx(0.0) and hi == pytest.approx(60.0)
 
@@ -120,7 +120,7 @@ def test_policy_tradeoff(policies):
     _axes_labelled(fig)
     ax = fig.axes[0]
     assert "%" in ax.get_ylabel()
-    assert re.search(r"\((B|kB|MB|GB)", ax.get_xlabel())
+    assert re.search(r"\((B|KiB|MiB|GiB)", ax.get_xlabel())
     legend = ax.get_legend()
     shown = [t.get_text() for t in ax.texts] + ([t.get_text() for t in legend.get_texts()] if legend else [])
     assert {"SEI 2 s", "no outage"} <= {line for text in shown for line in text.split("\n")}
@@ -160,11 +160,12 @@ def test_zero_routed_row_does_not_divide_by_zero():
 def test_units_follow_the_data():
     assert plots.byte_unit(0) == ("B", 1.0)
     assert plots.byte_unit(999)[0] == "B"
-    assert plots.byte_unit(1500)[0] == "kB"
-    assert plots.byte_unit(2.5e6)[0] == "MB"
-    assert plots.byte_unit(1023, binary=True) == ("B", 1.0)
-    assert plots.byte_unit(1536, binary=True) == ("KiB", 1024.0)
-    assert plots.byte_unit(3 * 2**30, binary=True) == ("GiB", 2.0 ** 30)
+    assert plots.byte_unit(1023) == ("B", 1.0)  # binary units: 1 KiB = 1024 B
+    assert plots.byte_unit(1024) == ("KiB", 1024.0)
+    assert plots.byte_unit(1536) == ("KiB", 1024.0)
+    assert plots.byte_unit(2.5e6) == ("MiB", 2.0 ** 20)
+    assert plots.byte_unit(3 * 2**30) == ("GiB", 2.0 ** 30)
+    assert plots.byte_unit(5 * 2**40) == ("TiB", 2.0 ** 40)
     assert plots.time_unit(60)[0] == "s"
     assert plots.time_unit(3 * 3600)[0] == "h"
     assert plots.time_unit(30 * 86400)[0] == "d"
@@ -225,7 +226,7 @@ def test_storm_figure(tmp_path):
     fig = plots.storm_figure(res)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     top, bottom = fig.axes
-    assert re.search(r"^Broker memory \((B|kB|MB)\)$", top.get_ylabel())
+    assert re.search(r"^Broker memory \((B|KiB|MiB)\)$", top.get_ylabel())
     assert bottom.get_ylabel() == "Queued messages (count)"
     assert bottom.get_xlabel() == "Simulated time (h)"  # an hour-long outage and its storm: hours
     assert "network outage" in [t.get_text() for t in top.get_legend().get_texts()]
@@ -396,7 +397,97 @@ def test_memory_over_decades_of_replications_draws_their_mean_and_band(tmp_path)
     per_run = [plots._bin_step_function(m["time"].to_numpy(float), m[["bytes"]].to_numpy(float),
                                         float(base.horizon), 50)[1][:, 0] for m in runs]
     name = re.search(r"\((B|KiB|MiB|GiB)", ax.get_ylabel()).group(1)
-    size = dict(plots._BINARY_UNITS)[name]
+    size = dict(plots._BYTE_UNITS)[name]
     assert np.allclose(total.get_ydata()[:-1], np.mean(per_run, axis=0) / size)
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
     assert band.max() >= total.get_ydata().max() - 1e-9
+
+
+# ------------------------------------------------------------------ read at the size it is shown
+
+def _outside(inner, outer, slack: float) -> bool:
+    return (inner.x0 < outer.x0 - slack or inner.y0 < outer.y0 - slack or inner.x1 > outer.x1 + slack
+            or inner.y1 > outer.y1 + slack)
+
+
+def _drawn(fig: Figure):
+    """Draw ``fig`` at its own size (layout included); its renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _cut_off(fig: Figure) -> bool:
+    """Whether anything drawn (labels, tick labels, titles, legends) reaches outside the figure:
+    the tight bounding box of what is drawn must lie within the figure at its own size."""
+    renderer = _drawn(fig)
+    return _outside(fig.get_tightbbox(renderer), fig.bbox_inches, slack=1 / 72)
+
+
+def test_no_text_is_cut_off_at_the_size_a_figure_is_made(lossy, policies, expiry_table):
+    res = sim.run(sim.load_scenario(ROOT / "data/scenarios/network_outage.yaml").updated(
+        {"horizon": "3h", "mqttConsumer.clients": 10}), seed=2)
+    figures = {
+        "loss_by_cause": plots.loss_by_cause(policies),
+        "departed_traffic": plots.departed_traffic(policies),
+        "memory_over_time": plots.memory_over_time(lossy.memory),
+        "policy_tradeoff": plots.policy_tradeoff(policies),
+        "policy_figure": plots.policy_figure(policies),
+        "expiry_figure": plots.expiry_figure(expiry_table, target=0.01),
+        "session_timeline": plots.session_timeline(lossy.events),
+        "storm_figure": plots.storm_figure(res),
+    }
+    for name, fig in figures.items():
+        assert not _cut_off(fig), name
+
+
+def test_memory_over_time_keeps_its_legend_off_the_data(lossy):
+    fig = plots.memory_over_time(lossy.memory)
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # beside the axes
+
+
+def test_log_memory_axes_have_plain_ticks_within_a_decade():
+    # 20 KiB to 6 MiB: 1-2-5 ticks written as plain numbers, not just 10^-1 and 10^0
+    df = pd.DataFrame({E: [0, 3600, sim.UINT_MAX], "memory_peak_bytes": [2e4, 1.5e6, 6.5e6],
+                       "memory_mean_bytes": [2e4, 7e5, 3.5e6]})
+    fig = plots.memory_against_expiry(df)
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and "MiB" in ax.get_ylabel()
+    low, high = ax.get_ylim()
+    shown = [t.get_text() for t, v in zip(ax.get_yticklabels(), ax.get_yticks()) if low <= v <= high]
+    assert {"0.02", "0.05", "0.1", "0.2", "0.5", "1", "2", "5"} <= set(shown)
+    assert not any("10^" in s or "times" in s for s in shown)
+
+
+def test_coinciding_clean_start_lines_stay_visible():
+    # Clean Start 0 and 1 with the same memory: the first line is wider, a rim around the second
+    df = pd.DataFrame({E: [0, 60, 0, 60], CS: [False, False, True, True], "memory_peak_bytes": [4e3, 8e3] * 2,
+                       "memory_mean_bytes": [2e3, 4e3] * 2, "loss_ratio": [0.1, 0.0] * 2})
+    for fig in (plots.memory_against_expiry(df), plots.loss_against_expiry(df)):
+        lines = fig.axes[0].get_lines()
+        first = next(ln for ln in lines if ln.get_label().startswith("Clean Start 0"))
+        second = next(ln for ln in lines if ln.get_label().startswith("Clean Start 1"))
+        assert np.allclose(first.get_ydata(), second.get_ydata())
+        assert first.get_linewidth() > second.get_linewidth() and first.get_markersize() > second.get_markersize()
+
+
+def test_memory_axis_turns_logarithmic_when_policies_are_far_apart():
+    near = pd.DataFrame({"memory_mean_bytes": [10e3, 40e3], "loss_ratio": [0.1, 0.0]}, index=["a", "b"])
+    far = pd.DataFrame({"memory_mean_bytes": [10e3, 40e3, 900e3], "loss_ratio": [0.1, 0.0, 0.0]}, index=["a", "b", "c"])
+    assert plots.policy_tradeoff(near).axes[0].get_xscale() == "linear"
+    ax = plots.policy_tradeoff(far).axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "Mean broker memory (KiB, log scale)"
+    assert plots.policy_tradeoff(far, logx=False).axes[0].get_xscale() == "linear"
+
+
+def test_expiry_legends_stand_beside_the_bands(expiry_table):
+    fig = plots.expiry_figure(expiry_table)
+    renderer = _drawn(fig)
+    for ax in fig.axes[:2]:
+        assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+    assert not _cut_off(fig)
