@@ -81,8 +81,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"python {platform.python_version()} on {platform.machine()}; {time.strftime('%Y-%m-%d')}; "
           f"median of {args.repeats} runs, each in a fresh process")
-    sizes = [(100, "1d", True), (100, "7d", True), (1000, "1d", True), (100, "30d", False), (1000, "7d", False),
-             (1000, "30d", False)]
+    sizes = [(100, "1d", True), (100, "7d", True), (1000, "1d", True), (1000, "7d", False), (1000, "30d", False),
+             (10000, "1d", False), (10000, "7d", False), (100, "1y", False), (1000, "1y", False)]
     if args.quick:
         sizes = sizes[:1]
     print(f"{'clients':>8}{'horizon':>9}{'exact s':>10}{'exact MiB':>10}{'interval s':>12}{'interval MiB':>13}"

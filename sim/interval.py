@@ -54,7 +54,7 @@ INF = math.inf
 #: queued-message records up to which the memory step function is rebuilt change by change
 #: (every breakpoint, as the message-by-message engine gives it); past it, in closed form
 #: from the queues' ranges (:mod:`sim.ramps`: exact peaks and finals, a bounded frame)
-ENUMERATE_HELD = 2_000_000
+ENUMERATE_HELD = 200_000
 
 
 # --------------------------------------------------------------------------- what is supported
