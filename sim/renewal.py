@@ -59,7 +59,12 @@ def slot_lives(block, streams, H: float) -> list[Life]:
     now = 0.0
     while True:
         up_rng, down_rng, leave_rng = outage_rng.spawn(3)  # as OutagePlan does, per client identifier
-        size = int(min(1 << 20, max(64, (H - now) / cycle * 1.1 + 16))) if 0 < cycle < INF else 64
+        # draws per block: enough for the rest of the horizon, or for a few expected lifetimes
+        # when clients leave (more draws than the life uses are harmless: its streams are its own)
+        expected = (H - now) / cycle if 0 < cycle < INF else 64
+        if p > 0:
+            expected = min(expected, 3 / p)
+        size = int(min(1 << 20, max(64, expected * 1.1 + 16)))
         offs, ons = [], []
         last, departed = now, False
         while True:
@@ -128,9 +133,8 @@ def play(eng, block, g, idx: int, cid: str, life: Life) -> None:
     again = block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
 
     # connected intervals: [joined, off 0), [on i, off i+1), and [last on, H) when it ends online
-    starts = np.r_[life.joined, ons]
     stops = np.r_[offs, H] if n_on == n_off else offs
-    add("delivered", (pos(stops) - pos(starts[:len(stops)])).sum())
+    starts = np.r_[life.joined, ons][:len(stops)]
 
     # offline intervals [off i, on i) (the last one, without an on, to the horizon)
     on = np.r_[ons, INF] if n_on < n_off else ons
@@ -143,10 +147,11 @@ def play(eng, block, g, idx: int, cid: str, life: Life) -> None:
 
     def rows(t, cat, nbytes, sessions=0) -> None:
         t = np.asarray(t, dtype=float)
-        rows_t.append(t)
-        rows_c.append(np.broadcast_to(np.asarray(cat, dtype=np.int8), t.shape))
-        rows_b.append(np.broadcast_to(np.asarray(nbytes, dtype=np.int64), t.shape))
-        rows_s.append(np.broadcast_to(np.asarray(sessions, dtype=np.int64), t.shape))
+        if len(t):
+            rows_t.append(t)
+            rows_c.append(np.full(len(t), cat, dtype=np.int8) if np.isscalar(cat) else np.asarray(cat, dtype=np.int8))
+            rows_b.append(np.full(len(t), nbytes, dtype=np.int64))
+            rows_s.append(np.full(len(t), sessions, dtype=np.int64))
 
     rows([life.joined], CONNECTED, nb, 1)  # CONNECT without a session: created, subscribed
     if delay == 0:  # the session ends with the connection
@@ -161,7 +166,12 @@ def play(eng, block, g, idx: int, cid: str, life: Life) -> None:
         has = np.ones(n_off, dtype=bool)
     expires = has & (x <= end)
     held_end = np.where(expires, x, end)
-    a, b = pos(offs), pos(held_end)
+    no_from = np.minimum(np.where(has, x, offs), end)  # no session from here: the close (interval 0) or the expiry
+    # every message count from one search: connected [start, stop), held [off, held end), none [from, end)
+    k = len(stops)
+    P = pos(np.concatenate([stops, starts, offs, held_end, end, no_from]))
+    add("delivered", (P[:k] - P[k:2 * k]).sum())
+    a, b, at_end, at_from = (P[2 * k + i * n_off:2 * k + (i + 1) * n_off] for i in range(4))
     n = b - a
     resumed = has & ~expires & (on < H)
     discard = resumed if again else np.zeros(n_off, dtype=bool)
@@ -183,8 +193,7 @@ def play(eng, block, g, idx: int, cid: str, life: Life) -> None:
     else:
         kept = qos0 = full = np.zeros(n_off, dtype=np.int64)
     # messages with no session to go to: after the close (interval 0) or after the expiry
-    no_from = np.where(has, x, offs)
-    no_session = np.where(~has | expires, pos(end) - pos(np.minimum(no_from, end)), 0)
+    no_session = np.where(~has | expires, at_end - at_from, 0)
     # reconnects: a new session (none left, or Clean Start discarded it) or the old one resumed
     new = ~resumed | discard
     new_on = new[:n_on]
