@@ -201,21 +201,30 @@ class Broker:
     def end_session(self, s: Session, cause: str, event: str) -> None:
         """The session ends ([MQTT-4.1.0-2] or Clean Start): everything it held is lost with ``cause``."""
         t = self.env.now
+        self._forget_session(s, t, cause)
+        self.log.event(t, s.client_id, s.role, event, interval=s.interval)
+        s.client.session_ended(s)
+
+    def _forget_session(self, s: Session, t: float, cause: str, kept: frozenset | set = frozenset()) -> None:
+        """Everything ``s`` holds leaves the broker: in-flight and queued messages get ``cause``
+        (``message_expired`` if their Message Expiry Interval has passed), except the entries in
+        ``kept`` (saved by persistence: they come back with the restored session); the session's
+        memory is released and it is forgotten."""
         for e in list(s.inflight):
             self._release(s, e)
-            self.fates.settle(e, cause, t)
+            if id(e) not in kept:
+                self.fates.settle(e, cause, t)
         for e in s.live_queued():
             self._release(s, e)
-            e.live = False
-            self.fates.settle(e, "message_expired" if self._expired(e.msg, t) else cause, t)
+            if id(e) not in kept:
+                e.live = False
+                self.fates.settle(e, "message_expired" if self._expired(e.msg, t) else cause, t)
         self.memory.change(t, s.category, session=-(s.nbytes), queued=-s.queued_count, sessions=-1)
         s.inflight.clear()
         s.queue.clear()
         s.queued_count = s.queued_bytes = s.limit_count = s.limit_bytes = s.nbytes = 0
         s.alive = False
         del self.sessions[s.client_id]
-        self.log.event(t, s.client_id, s.role, event, interval=s.interval)
-        s.client.session_ended(s)
 
     # ------------------------------------------------------------------ PUBLISH routing
     def receive_publish(self, msg: Message) -> None:
@@ -476,21 +485,7 @@ class Broker:
             if s.connected:
                 self.log.event(t, s.client_id, s.role, "disconnect", interval=s.interval, detail="broker stop")
             s.connected = False
-            for e in list(s.inflight):
-                self._release(s, e)
-                if id(e) not in kept:
-                    self.fates.settle(e, "broker_restart", t)
-            for e in s.live_queued():
-                self._release(s, e)
-                if id(e) not in kept:
-                    e.live = False
-                    self.fates.settle(e, "message_expired" if self._expired(e.msg, t) else "broker_restart", t)
-            self.memory.change(t, s.category, session=-(s.nbytes), queued=-s.queued_count, sessions=-1)
-            s.inflight.clear()
-            s.queue.clear()
-            s.queued_count = s.queued_bytes = s.limit_count = s.limit_bytes = s.nbytes = 0
-            s.alive = False
-            del self.sessions[s.client_id]
+            self._forget_session(s, t, "broker_restart", kept)
             if s.client_id not in self.image:
                 self.log.event(t, s.client_id, s.role, "session_lost", interval=s.interval, detail=kind)
             s.client.session_ended(s)

@@ -717,6 +717,16 @@ def _legend_beside(ax: Axes) -> None:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
+def _finish_panel(fig: Figure, ax: Axes, banded: bool, title: str | None) -> Figure:
+    """A legend entry for the confidence bands (when drawn), the legend beside the axes, the title."""
+    if banded:
+        ax.plot([], [], color="0.5", alpha=0.3, lw=6, label="95 % confidence band")
+    _legend_beside(ax)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
 def _widths(g: int, groups: int) -> tuple[float, float]:
     """Line width and marker size of group ``g`` of ``groups``: earlier groups wider, so that a
     line another one covers (Clean Start 0 and 1 often give the same memory) still shows as a
@@ -768,12 +778,7 @@ def loss_against_expiry(table: pd.DataFrame, ax: Axes | None = None, *, expiry: 
     _expiry_axis(ax, ticks, labels)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("Loss ratio (% of pairs to returning consumers)")
-    if banded:
-        ax.plot([], [], color="0.5", alpha=0.3, lw=6, label="95 % confidence band")
-    _legend_beside(ax)
-    if title:
-        ax.set_title(title)
-    return fig
+    return _finish_panel(fig, ax, banded, title)
 
 
 def memory_against_expiry(table: pd.DataFrame, ax: Axes | None = None, *, expiry: str = EXPIRY_FIELD,
@@ -818,12 +823,7 @@ def memory_against_expiry(table: pd.DataFrame, ax: Axes | None = None, *, expiry
     else:
         ax.set_ylim(bottom=0)
         ax.set_ylabel(f"Broker memory ({b_name})")
-    if banded:
-        ax.plot([], [], color="0.5", alpha=0.3, lw=6, label="95 % confidence band")
-    _legend_beside(ax)
-    if title:
-        ax.set_title(title)
-    return fig
+    return _finish_panel(fig, ax, banded, title)
 
 
 def expiry_figure(table: pd.DataFrame, *, expiry: str = EXPIRY_FIELD, by: str | None = None,
