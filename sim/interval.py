@@ -192,24 +192,32 @@ class _Group:
 
 @dataclass
 class _Memory:
-    """Broker-memory changes as the message-by-message engine reports them (time, deltas)."""
+    """Broker-memory changes as the message-by-message engine reports them: the sessions' own
+    bytes (one change at a time, or in arrays from :mod:`sim.renewal`) and queue entries."""
 
     t: list = field(default_factory=list)
-    rows: list = field(default_factory=list)  # (category, session, entry, message, store, queued, sessions)
-    arrays: list = field(default_factory=list)  # vectorised blocks: (t, cat, entry, message, store, queued)
-    blocks: list = field(default_factory=list)  # sessions' changes as arrays: (t, cat, session bytes, sessions)
-    arrays_rows: tuple | None = None  # ``blocks`` joined: (times, rows as in ``rows``)
+    rows: list = field(default_factory=list)  # (category, session bytes, sessions)
+    blocks: list = field(default_factory=list)  # the same as arrays: (t, category, session bytes, sessions)
+    arrays: list = field(default_factory=list)  # queue entries: (t, cat, entry, message, store, queued)
 
-    def change(self, t, cat, session=0, entry=0, message=0, store=0, queued=0, sessions=0):
+    def change(self, t, cat, session=0, sessions=0):
         self.t.append(t)
-        self.rows.append((cat, session, entry, message, store, queued, sessions))
+        self.rows.append((cat, session, sessions))
 
     def move(self, t, src, dst, nbytes):
         if src != dst and nbytes:
             self.t.append(t)
             self.t.append(t)
-            self.rows.append((src, -nbytes, 0, 0, 0, 0, 0))
-            self.rows.append((dst, nbytes, 0, 0, 0, 0, 0))
+            self.rows.append((src, -nbytes, 0))
+            self.rows.append((dst, nbytes, 0))
+
+    def sessions_changes(self, horizon: float) -> SessionRows:
+        """Every change of the sessions' own bytes up to the horizon."""
+        rows = np.array(self.rows, dtype=np.int64).reshape(-1, 3)
+        parts = [(np.asarray(self.t, dtype=float), rows[:, 0].astype(np.int8), rows[:, 1], rows[:, 2]), *self.blocks]
+        t, cat, nbytes, sessions = (np.concatenate(x) for x in zip(*parts))
+        keep = t <= horizon
+        return SessionRows(t[keep], cat[keep], nbytes[keep], sessions[keep])
 
 
 class IntervalEngine:
@@ -366,8 +374,7 @@ class IntervalEngine:
         """(stats dict, frame) of the broker-memory step function, as :class:`sim.memory.MemoryMonitor`
         computes them from the same changes: change by change (every breakpoint) for runs
         with up to :data:`ENUMERATE_HELD` queued-message records, in closed form past it."""
-        self._gather()
-        g = self._closed_form_group() if self.memory_mode != "enumerate" else None
+        g = self._closed_form_group()  # (gathers the ranges booked one at a time)
         held = sum(int((hi - lo).sum()) for _, lo, hi, _, _ in self.ramp_blocks)
         closed = g is not None and (self.memory_mode == "closed" or (
             self.memory_mode == "auto" and held > ENUMERATE_HELD and self.memory_points is not None))
@@ -385,9 +392,11 @@ class IntervalEngine:
         m = self.mem
         # every change as a row of (category, session, entry, message, store, queued, sessions)
         # deltas, at its time; 0 and the horizon are breakpoints too (the monitor's first row, its close)
-        st, sr = self._session_rows()
-        times = [st, np.array([0.0, H])]
-        deltas = [sr, np.zeros((2, 7), dtype=np.int64)]
+        sc = m.sessions_changes(H)
+        zero = np.zeros(len(sc.time), dtype=np.int64)
+        times = [sc.time, np.array([0.0, H])]
+        deltas = [np.column_stack([sc.category.astype(np.int64), sc.nbytes, zero, zero, zero, zero, sc.sessions]),
+                  np.zeros((2, 7), dtype=np.int64)]
         for (t, c, e, mm, st, q) in m.arrays:
             zero = np.zeros(len(t), dtype=np.int64)
             times.append(np.asarray(t, dtype=float))
@@ -441,35 +450,17 @@ class IntervalEngine:
 
 
     def _gather(self) -> None:
-        """Queue ranges and session changes booked one at a time, joined to those booked in arrays."""
+        """Queue ranges booked one at a time, joined to those booked in arrays."""
         if self.ramps:
             key, lo, hi, rel, cat = (np.array(c) for c in zip(*self.ramps))
             for k in np.unique(key):
                 sel = key == k
                 self.ramp_blocks.append((int(k), lo[sel], hi[sel], rel[sel].astype(float), cat[sel]))
             self.ramps = []
-        m = self.mem
-        if m.blocks:  # as one-at-a-time rows: (category, session, entry, message, store, queued, sessions)
-            t, c, b, n = (np.concatenate(x) for x in zip(*m.blocks))
-            zero = np.zeros(len(t), np.int64)
-            m.arrays_rows = (t, np.column_stack([c.astype(np.int64), b, zero, zero, zero, zero, n]))
-            m.blocks = []
-
-    def _session_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        m = self.mem
-        t = np.asarray(m.t, dtype=float)
-        rows = np.array(m.rows, dtype=np.int64).reshape(-1, 7)
-        extra = m.arrays_rows
-        if extra is not None:
-            t, rows = np.concatenate([t, extra[0]]), np.concatenate([rows, extra[1]])
-        return t, rows
 
     def _closed_form(self, g: _Group):
         cfg = self.cfg
-        t, rows = self._session_rows()
-        keep = t <= self.H
-        rows, t = rows[keep], t[keep]
-        srows = SessionRows(t, rows[:, 0].astype(np.int8), rows[:, 1:5].sum(axis=1), rows[:, 6])
+        srows = self.mem.sessions_changes(self.H)
         if self.ramp_blocks:
             lo, hi, rel, cat = (np.concatenate([np.asarray(x) for x in c]) for c in list(zip(*self.ramp_blocks))[1:])
         else:

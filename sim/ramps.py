@@ -56,10 +56,6 @@ class Ramps:
     def where(self, mask: np.ndarray) -> "Ramps":
         return Ramps(self.lo[mask], self.hi[mask], self.release[mask], self.category[mask])
 
-    @property
-    def held(self) -> int:
-        return int((self.hi - self.lo).sum())
-
 
 def envelope(r: Ramps) -> Ramps:
     """The message store as ramps: maximal runs of messages whose last release (the latest
@@ -230,7 +226,6 @@ def closed_form(t: np.ndarray, entry_bytes: int, copy: np.ndarray | None, store:
     holds its own copy (no shared store), else None; ``store``: each message's stored body
     with a shared store, else None. Same fields as :meth:`sim.memory.MemoryMonitor.stats`."""
     H = horizon
-    N = len(t)
     cats = [ramps.where(ramps.category == c) for c in range(3)]
     copy_w, copy_k = _weights(copy)
     store_w, store_k = _weights(store)

@@ -105,7 +105,6 @@ def _first(mask: np.ndarray, default: int) -> int:
 def play(eng, block, g, idx: int, cid: str, life: Life) -> None:
     """Books the fates, event counts, session memory rows and queue ranges of one life."""
     cfg, H = eng.cfg, eng.H
-    T = g.t
     out = block.outages
     offs, ons = life.offs, life.ons
     n_off, n_on = len(offs), len(ons)
@@ -116,9 +115,6 @@ def play(eng, block, g, idx: int, cid: str, life: Life) -> None:
         n = int(n)
         if n:
             counts[fate] = counts.get(fate, 0) + n
-
-    def pos(x):
-        return np.searchsorted(T, x, "left")
 
     nb = cfg.session_overhead_bytes + len(cid.encode()) + cfg.subscription_overhead_bytes + \
         len(block.topic_filter.encode())
@@ -169,7 +165,7 @@ def play(eng, block, g, idx: int, cid: str, life: Life) -> None:
     no_from = np.minimum(np.where(has, x, offs), end)  # no session from here: the close (interval 0) or the expiry
     # every message count from one search: connected [start, stop), held [off, held end), none [from, end)
     k = len(stops)
-    P = pos(np.concatenate([stops, starts, offs, held_end, end, no_from]))
+    P = np.searchsorted(g.t, np.concatenate([stops, starts, offs, held_end, end, no_from]), "left")
     add("delivered", (P[:k] - P[k:2 * k]).sum())
     a, b, at_end, at_from = (P[2 * k + i * n_off:2 * k + (i + 1) * n_off] for i in range(4))
     n = b - a

@@ -291,14 +291,19 @@ def _choose_engine(scenario: Scenario, engine: str, record_messages: bool, warmu
     return "exact" if one_by_one and _expected_held(scenario) > AUTO_INTERVAL_HELD else "interval"
 
 
+def _cycles(outages, horizon: float) -> float:
+    """About how many up/down cycles drawn outages make over the horizon (1 if a mean is infinite)."""
+    cycle = outages.up.mean + outages.down.mean
+    return horizon / cycle if math.isfinite(cycle) and cycle > 0 else 1.0
+
+
 def _expected_connection_changes(scenario: Scenario) -> float:
     """About how many connects and disconnects a run makes (its event rows)."""
     n = 0.0
     for c in [*scenario.consumers, *scenario.publishers]:
         o = c.outages
         if o.up is not None:
-            cycle = o.up.mean + o.down.mean
-            n += c.clients * (2 * scenario.horizon / cycle if math.isfinite(cycle) and cycle > 0 else 2)
+            n += c.clients * 2 * _cycles(o, scenario.horizon)
         elif o.traces is not None:
             n += 2 * sum(len(t) for t in o.traces) + c.clients
         else:
@@ -317,8 +322,7 @@ def _expected_held(scenario: Scenario) -> float:
         if o.up is not None:
             up, down = o.up.mean, o.down.mean
             offline = down / (up + down) if math.isfinite(up + down) and up + down > 0 else 1.0
-            cycles = scenario.horizon / (up + down) if math.isfinite(up + down) and up + down > 0 else 1.0
-            departures = c.clients * cycles * (o.leave_probability or 0.0)
+            departures = c.clients * _cycles(o, scenario.horizon) * (o.leave_probability or 0.0)
         else:
             offline, departures = 1.0, c.clients
         cap = scenario.broker.max_queued_messages or msgs

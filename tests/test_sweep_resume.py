@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 import sim
 import importlib
