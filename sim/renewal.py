@@ -51,11 +51,15 @@ def slot_lives(block, streams, H: float) -> list[Life]:
     """The lives of one client slot, drawn as :func:`sim.interval._slot_history` draws them:
     a life ends at its first drop for good (leave probability, or no auto reconnect), at a
     drop whose reconnect would come at or after the horizon, or at the first drop past it."""
+    return list(iter_lives(block, streams, H))
+
+
+def iter_lives(block, streams, H: float):
+    """:func:`slot_lives` one life at a time (the next is drawn only when asked for)."""
     out = block.outages
     outage_rng, _backoff_rng = streams
     p = out.leave_probability or 0.0
     cycle = out.up.mean + out.down.mean
-    lives: list[Life] = []
     now = 0.0
     while True:
         up_rng, down_rng, leave_rng = outage_rng.spawn(3)  # as OutagePlan does, per client identifier
@@ -91,9 +95,9 @@ def slot_lives(block, streams, H: float) -> list[Life]:
             offs.append(s), ons.append(e)
             last = float(e[-1])
         offs_a, ons_a = np.concatenate(offs), np.concatenate(ons)
-        lives.append(Life(now, offs_a, ons_a, departed))
+        yield Life(now, offs_a, ons_a, departed)
         if not (departed and out.replace_departed):
-            return lives
+            return
         now = float(offs_a[-1])
 
 
