@@ -200,14 +200,13 @@ class _Records:
 
 
 class _Slot:
-    __slots__ = ("block", "slot", "lives", "life", "id", "ptr", "done")
+    """A client slot: its lives, drawn one at a time, and the identifier of the current one."""
+
+    __slots__ = ("block", "slot", "lives", "id")
 
     def __init__(self, block, slot, lives):
         self.block, self.slot, self.lives = block, slot, lives
-        self.life = next(lives)
         self.id = -1
-        self.ptr = 0
-        self.done = False
 
 
 class CountsEngine:
@@ -234,7 +233,6 @@ class CountsEngine:
         self.body = cfg.message_overhead_bytes + len(p0.topic_of(0).encode()) + p0.payload_bytes
         self.ent = cfg.queue_entry_overhead_bytes
         self.shared = cfg.shared_message_store
-        # per consumer block
         blocks = scenario.consumers
         self.delay = np.empty(len(blocks))
         self.queued = np.empty(len(blocks), bool)
@@ -259,7 +257,7 @@ class CountsEngine:
             self.queued[i] = protocol.queued_while_offline(qos, cfg.queue_qos0_messages)
             self.again[i] = b.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
 
-    # ----------------------------------------------------------------- identifiers
+    # ----------------------------------------------------------------- identifiers and lives
     def _new_id(self, block: int) -> int:
         cid = f"{self.prefixes[block]}-{self.count[block]}"
         self.count[block] += 1
@@ -269,6 +267,27 @@ class CountsEngine:
         self.nb.append(int(self.fixed[block]) + len(cid.encode()))
         return len(self.cids) - 1
 
+    def _start_life(self, si: int, life) -> None:
+        """Files a life's drops under the epochs they fall in; a departure that is replaced
+        is queued, by time, for the epoch it falls in."""
+        st = self.slots[si]
+        offs = life.offs
+        n = len(offs)
+        if n:
+            on = np.full(n, INF)
+            on[:len(life.ons)] = life.ons
+            final = np.zeros(n, bool)
+            final[-1] = life.departed
+            ep = np.searchsorted(self.bounds, offs, "right") - 1
+            cuts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]])
+            ends = np.r_[cuts[1:], n]
+            for i, j in zip(cuts.tolist(), ends.tolist()):
+                self.buckets.setdefault(int(ep[i]), []).append((st.id, st.block, offs[i:j], on[i:j], final[i:j], si))
+        if life.departed:
+            import heapq
+
+            heapq.heappush(self.departures, (float(offs[-1]), st.block, st.slot, si))
+
     # ----------------------------------------------------------------- driver
     def run(self, progress: bool = False) -> "CountsEngine":
         scn, H = self.scn, self.H
@@ -277,21 +296,30 @@ class CountsEngine:
         self.prefixes = client_id_prefixes(scn.consumers)
         self.count = [0] * len(scn.consumers)
         self.cids, self.id_block, self.id_departed, self.nb = [], [], [], []
-        slots: list[_Slot] = []
+        cut_rate = sum(c.clients * 2.0 / max(c.outages.up.mean + c.outages.down.mean, 1e-9) for c in scn.consumers)
+        span = max(self.epoch_cuts / max(cut_rate, 1e-300), 1.0)
+        n_epochs = max(1, int(math.ceil(H / span)))
+        self.bounds = np.minimum(np.arange(n_epochs + 1) * span, H)
+        self.bounds[-1] = H
+        self.buckets: dict[int, list] = {}
+        self.departures: list = []
+        self.slots: list[_Slot] = []
         for (bi, block), s in zip(enumerate(scn.consumers), consumer_seed.spawn(len(scn.consumers))):
             for slot, ss in enumerate(s.spawn(block.clients)):
                 streams = [np.random.default_rng(x) for x in ss.spawn(2)]
-                slots.append(_Slot(bi, slot, renewal.iter_lives(block, streams, H)))
-        for st in slots:  # every slot's first client at the start, block by block
+                self.slots.append(_Slot(bi, slot, renewal.iter_lives(block, streams, H)))
+        for si, st in enumerate(self.slots):  # every slot's first client at the start, block by block
             st.id = self._new_id(st.block)
-        self.F = np.zeros((max(16, 2 * len(slots)), len(FATES)), np.int64)
+            self._start_life(si, next(st.lives))
+        self.F = np.zeros((max(16, 2 * len(self.slots)), len(FATES)), np.int64)
         self.dc = np.zeros(len(self.F), np.int64)  # per identifier: messages while connected
         self.order_next = 0
         self.N0 = 0  # messages published before the current epoch
         self.carry = _Records()
         # memory state carried from epoch to epoch
-        self.rows_state = np.zeros(6, np.int64)  # bytes per category (4), session bytes, sessions
+        self.rows_state = np.zeros(5, np.int64)  # bytes per category (4), sessions
         self.D = 0  # distinct messages in the shared store
+        self.frozen = np.zeros(2, np.int64)  # full stranded queues that never change again (offline, stranded)
         self.area = [0.0] * 4
         self.queued_area = 0.0
         self.marked = 0.0
@@ -300,98 +328,57 @@ class CountsEngine:
         self.frame_parts: list[np.ndarray] = []
         bins = max(1, ((self.memory_points or 100_000) - 1) // 3)
         self.grid = np.linspace(0.0, H, bins + 1)
-        # initial rows: consumers connect at 0 (no session yet: created, subscribed), publishers too
-        self.pending_rows = [(0.0, CONNECTED, self.nb[st.id], 1) for st in slots]
-        self.log.tally("connect", len(slots))
+        # at 0: consumers connect (no session yet: created, subscribed), publishers too
+        self.initial = [(CONNECTED, self.nb[st.id], 1) for st in self.slots]
+        self.log.tally("connect", len(self.slots))
         for (bi, block), prefix in zip(enumerate(scn.publishers), client_id_prefixes(scn.publishers)):
             for k in range(block.clients):
                 cid = f"{prefix}-{k}"
-                self.pending_rows.append((0.0, CONNECTED, self.cfg.session_overhead_bytes + len(cid.encode()), 1))
+                self.initial.append((CONNECTED, self.cfg.session_overhead_bytes + len(cid.encode()), 1))
                 self.log.event(0.0, cid, "publisher", "connect")
-        cut_rate = sum(c.clients * 2.0 / max(c.outages.up.mean + c.outages.down.mean, 1e-9) for c in scn.consumers)
-        span = max(self.epoch_cuts / max(cut_rate, 1e-300), 1.0)
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=H, desc="simulated time", unit="s", unit_scale=True)
-        T0 = 0.0
         self.mid = H / 2
-        while True:
-            T1 = min(T0 + span, H)
-            self._epoch(slots, T0, T1, last=T1 >= H)
+        for e in range(n_epochs):
+            T0, T1 = float(self.bounds[e]), float(self.bounds[e + 1])
+            self._epoch(e, T0, T1, last=e == n_epochs - 1)
             if bar is not None:
                 bar.update(T1 - T0)
-            if T1 >= H:
-                break
-            T0 = T1
         if bar is not None:
             bar.close()
         self._finish()
         return self
 
     # ----------------------------------------------------------------- one epoch
-    def _emit(self, slots, T1: float):
-        """The drops in [T0, T1) of every slot (and the replacements that join)."""
-        ids, blks, offs, ons, finals = [], [], [], [], []
-        joins = []  # (join time, block, slot, provisional id, index into slots)
-        prov = len(self.cids)
-        n_prov = 0
-        id_of_prov = {}
-        for si, st in enumerate(slots):
-            while not st.done:
-                life = st.life
-                o = life.offs
-                j0 = st.ptr
-                j1 = j0 + int(np.searchsorted(o[j0:], T1, "left"))
-                if j1 > j0:
-                    k = j1 - j0
-                    offs.append(o[j0:j1])
-                    n_on = len(life.ons)
-                    on = np.full(k, INF)
-                    m = max(0, min(j1, n_on) - j0)
-                    on[:m] = life.ons[j0:j0 + m]
-                    ons.append(on)
-                    fin = np.zeros(k, bool)
-                    if life.departed and j1 == len(o):
-                        fin[-1] = True
-                    finals.append(fin)
-                    ids.append(np.full(k, st.id, np.int64))
-                    blks.append(np.full(k, st.block, np.int64))
-                st.ptr = j1
-                if j1 < len(o):
-                    break
-                nxt = next(st.lives, None) if life.departed else None
-                if nxt is None:
-                    st.done = True
-                    break
-                pid = prov + n_prov  # provisional: numbered for real once every join is known
-                n_prov += 1
-                joins.append((nxt.joined, st.block, st.slot, pid, st.id))
-                st.life, st.ptr, st.id = nxt, 0, pid
-        # replacements get their identifiers in the order they join
-        remap = None
-        if joins:
-            joins.sort(key=lambda j: (j[0], j[1], j[2]))
-            remap = np.empty(n_prov, np.int64)
-            for t, bi, _slot, pid, _pred in joins:
-                remap[pid - prov] = self._new_id(bi)
-            for st in slots:
-                if st.id >= prov:
-                    st.id = int(remap[st.id - prov])
-            id_of_prov = remap
-        if not ids:
-            return None, joins, id_of_prov, prov
+    def _new_records(self, e: int, T1: float):
+        """The drops of epoch ``e`` (replacements join, in time order, as their predecessors leave)."""
+        import heapq
+
+        joins = []
+        while self.departures and self.departures[0][0] < T1:
+            t, bi, _slot, si = heapq.heappop(self.departures)
+            st = self.slots[si]
+            life = next(st.lives, None)
+            if life is None:
+                continue
+            st.id = self._new_id(bi)
+            joins.append((t, st.id))
+            self._start_life(si, life)
+        chunks = self.buckets.pop(e, [])
+        if not chunks:
+            return None, joins
         r = _Records()
-        r.id = np.concatenate(ids)
-        if remap is not None:
-            p = r.id >= prov
-            r.id[p] = remap[r.id[p] - prov]
-        r.blk = np.concatenate(blks)
-        r.off = np.concatenate(offs)
-        r.on = np.concatenate(ons)
-        r.final = np.concatenate(finals)
-        order = np.lexsort((np.arange(len(r.off)), r.off))  # by drop time; ties block by block, slot by slot
+        r.id = np.concatenate([np.full(len(c[2]), c[0], np.int64) for c in chunks])
+        r.blk = np.concatenate([np.full(len(c[2]), c[1], np.int64) for c in chunks])
+        r.off = np.concatenate([c[2] for c in chunks])
+        r.on = np.concatenate([c[3] for c in chunks])
+        r.final = np.concatenate([c[4] for c in chunks])
+        # by drop time; at the same instant block by block, slot by slot (the slot order of the chunks)
+        key = np.concatenate([np.full(len(c[2]), c[5], np.int64) for c in chunks])
+        order = np.lexsort((key, r.off))
         for col in ("id", "blk", "off", "on", "final"):
             setattr(r, col, getattr(r, col)[order])
         n = len(r.off)
@@ -401,115 +388,133 @@ class CountsEngine:
         d = self.delay[r.blk]
         has = d != 0
         x = r.off + d
-        x = np.where(has & (x < H), x, INF)
-        r.x = x
+        r.x = np.where(has & (x < H), x, INF)
         r.end = np.minimum(r.on, H)
-        r.held = np.where(has, np.minimum(x, r.end), r.off)
-        expires = x <= r.end
-        r.release = np.where(expires, x, np.where(r.on < H, r.on, INF))
+        r.held = np.where(has, np.minimum(r.x, r.end), r.off)
+        expires = r.x <= r.end
+        r.release = np.where(expires, r.x, np.where(r.on < H, r.on, INF))
         r.a = np.full(n, -1, np.int64)
         r.h = np.full(n, -1, np.int64)
         r.e = np.full(n, -1, np.int64)
-        return r, joins, id_of_prov, prov
+        return r, joins
 
-    def _epoch(self, slots, T0: float, T1: float, last: bool) -> None:
+    def _epoch(self, e: int, T0: float, T1: float, last: bool) -> None:
         H = self.H
-        new, joins, id_of_prov, prov = self._emit(slots, T1)
+        new, joins = self._new_records(e, T1)
+        self._grow(len(self.cids))
         recs = self.carry if new is None else _Records.join(self.carry, new)
         n_old = len(self.carry)
-        self._grow(len(self.cids))
 
         def inside(t):
             return (t >= T0) & ((t < T1) | (last & (t <= T1)))
 
-        # session rows (t, category, bytes, sessions) at this epoch's instants
-        rt, rc, rb, rs = [], [], [], []
-
-        def rows(t, cat, nbytes, sessions):
-            t = np.asarray(t, dtype=float)
-            if len(t):
-                rt.append(t)
-                rc.append(np.broadcast_to(np.asarray(cat, np.int64), t.shape))
-                rb.append(np.broadcast_to(np.asarray(nbytes, np.int64), t.shape))
-                rs.append(np.broadcast_to(np.asarray(sessions, np.int64), t.shape))
-
-        if self.pending_rows:
-            t, c, b, s = zip(*self.pending_rows)
-            rows(np.array(t), np.array(c), np.array(b), np.array(s))
-            self.pending_rows = []
-        nb_all = np.asarray(self.nb, np.int64)
-        d = self.delay[recs.blk]
-        has = d != 0
-        again = self.again[recs.blk]
-        expires = recs.x <= recs.end
-        resumed = has & ~expires & (recs.on < H)
-        discard = resumed & again
-        nb = nb_all[recs.id]
-        cat = np.where(recs.final, STRANDED, OFFLINE)
-        if new is not None:
-            sel = slice(n_old, None)
-            nn = nb[sel]
-            h_new = has[sel]
-            rows(new.off[~h_new], CONNECTED, -nn[~h_new], -1)
-            rows(new.off[h_new], CONNECTED, -nn[h_new], 0)
-            rows(new.off[h_new], cat[sel][h_new], nn[h_new], 0)
-            self.log.tally("disconnect", len(new.off))
-            self.log.tally("protocol_error", int(self.errors[new.blk].sum()))
-            self.log.tally("session_ended", int((~h_new).sum()))
-            self.log.tally("departed", int(new.final.sum()))
-        for t, bi, _slot, pid, _pred in joins:  # a replacement connects the moment its predecessor leaves
-            i = int(id_of_prov[pid - prov])
-            rows([t], CONNECTED, self.nb[i], 1)
-        self.log.tally("connect", len(joins))
-        ex = expires & inside(recs.x)
-        rows(recs.x[ex], cat[ex], -nb[ex], -1)
-        self.log.tally("session_expired", int(ex.sum()))
-        back = inside(recs.on) & (recs.on < H)
-        newsess = back & (~resumed | discard)
-        rows(recs.on[newsess], CONNECTED, nb[newsess], 1)
-        dis = back & discard
-        rows(recs.on[dis], OFFLINE, -nb[dis], -1)
-        res = back & resumed & ~discard
-        rows(recs.on[res], OFFLINE, -nb[res], 0)
-        rows(recs.on[res], CONNECTED, nb[res], 0)
-        self.log.tally("connect", int(back.sum()))
-        self.log.tally("session_discarded", int(dis.sum()))
-
         # the cuts: every instant of the epoch at which something changes
-        q_off = new.off if new is not None else np.zeros(0)
-        parts = [np.array([T0, T1]), q_off, recs.held[inside(recs.held)], recs.end[inside(recs.end)],
-                 recs.x[inside(recs.x)], recs.on[inside(recs.on)]]
+        off_new = recs.off[n_old:]
+        mx = inside(recs.x)
+        mo = inside(recs.on) & (recs.on < H)
+        parts = [np.array([T0, T1]), off_new, recs.x[mx], recs.on[mo]]
         if T0 <= self.mid < T1:
             parts.append(np.array([self.mid]))
-        if rt:
-            parts.append(np.concatenate(rt))
-        C = np.unique(np.concatenate(parts))
-        C = C[(C >= T0) & (C <= T1)]
+        C, inv = np.unique(np.concatenate(parts), return_inverse=True)
+        n_off, n_x = len(off_new), int(mx.sum())
+        p_off = inv[2:2 + n_off]
+        p_x = inv[2 + n_off:2 + n_off + n_x]
+        p_on = inv[2 + n_off + n_x:2 + n_off + n_x + int(mo.sum())]
         g = np.diff(C)
+        K = len(g)
         c = self.rng.poisson(self.rate * g).astype(np.int64)
-        N = self.N0 + np.concatenate([[0], np.cumsum(c)])
+        N = np.empty(K + 1, np.int64)
+        N[0] = self.N0
+        np.cumsum(c, out=N[1:])
+        N[1:] += self.N0
         if self.keep_stream:
             self.stream_cuts.append((C.copy(), N.copy()))
 
-        def at(t):
-            return N[np.searchsorted(C, t)]
+        # message indices at the records' instants
+        recs.a[n_old:] = N[p_off]
+        Nx = np.full(len(recs), -1, np.int64)
+        Nx[mx] = N[p_x]
+        Non = np.full(len(recs), -1, np.int64)
+        Non[mo] = N[p_on]
+        if last:
+            Non[(recs.e < 0) & (recs.on >= H)] = N[-1]  # the horizon
+        d = self.delay[recs.blk]
+        has = d != 0
+        expires = recs.x <= recs.end
+        known_e = (recs.e < 0) & (Non >= 0)
+        recs.e[known_e] = Non[known_e]
+        hx = (recs.h < 0) & expires & (Nx >= 0)
+        recs.h[hx] = Nx[hx]
+        he = (recs.h < 0) & ~expires & (recs.e >= 0)
+        recs.h[he] = np.where(has[he], recs.e[he], recs.a[he])
 
-        # message indices at the record's instants in this epoch
+        # session rows: (position of the cut, category, bytes, sessions)
+        again = self.again[recs.blk]
+        resumed = has & ~expires & (recs.on < H)
+        discard = resumed & again
+        nb = np.asarray(self.nb, np.int64)[recs.id]
+        cat = np.where(recs.final, STRANDED, OFFLINE)
+        rp, rc, rb, rs = [], [], [], []
+
+        def rows(pos, category, nbytes, sessions):
+            pos = np.asarray(pos, np.int64)
+            if len(pos):
+                rp.append(pos)
+                rc.append(np.broadcast_to(np.asarray(category, np.int64), pos.shape))
+                rb.append(np.broadcast_to(np.asarray(nbytes, np.int64), pos.shape))
+                rs.append(np.broadcast_to(np.asarray(sessions, np.int64), pos.shape))
+
+        if e == 0:
+            cc, bb, ss = zip(*self.initial)
+            rows(np.zeros(len(cc), np.int64), np.array(cc), np.array(bb), np.array(ss))
         if new is not None:
-            recs.a[n_old:] = at(recs.off[n_old:])
-        m = inside(recs.held) & (recs.h < 0)
-        recs.h[m] = at(recs.held[m])
-        m = inside(recs.end) & (recs.e < 0)
-        recs.e[m] = at(recs.end[m])
-        # messages while connected: from each join (a replacement's: its predecessor's departure)
-        for t, bi, _slot, pid, _pred in joins:
-            i = int(id_of_prov[pid - prov])
-            self.dc[i] -= int(at(np.array([t]))[0])
+            hn, nn, cn = has[n_old:], nb[n_old:], cat[n_old:]
+            rows(p_off[~hn], CONNECTED, -nn[~hn], -1)
+            rows(p_off[hn], CONNECTED, -nn[hn], 0)
+            rows(p_off[hn], cn[hn], nn[hn], 0)
+            self.log.tally("disconnect", n_off)
+            self.log.tally("protocol_error", int(self.errors[new.blk].sum()))
+            self.log.tally("session_ended", int((~hn).sum()))
+            self.log.tally("departed", int(new.final.sum()))
+        if joins:  # a replacement connects the moment its predecessor leaves
+            jt = np.array([t for t, _ in joins])
+            ji = np.array([i for _, i in joins], np.int64)
+            jp = np.searchsorted(C, jt)
+            rows(jp, CONNECTED, np.asarray(self.nb, np.int64)[ji], 1)
+            np.subtract.at(self.dc, ji, N[jp])  # messages while connected count from the join
+            self.log.tally("connect", len(joins))
+        ex = np.flatnonzero(mx & expires)
+        px = np.full(len(recs), -1, np.int64)
+        px[mx] = p_x
+        rows(px[ex], cat[ex], -nb[ex], -1)
+        self.log.tally("session_expired", len(ex))
+        pon = np.full(len(recs), -1, np.int64)
+        pon[mo] = p_on
+        back = mo
+        newsess = np.flatnonzero(back & (~resumed | discard))
+        rows(pon[newsess], CONNECTED, nb[newsess], 1)
+        dis = np.flatnonzero(back & discard)
+        rows(pon[dis], OFFLINE, -nb[dis], -1)
+        res = np.flatnonzero(back & resumed & ~discard)
+        rows(pon[res], OFFLINE, -nb[res], 0)
+        rows(pon[res], CONNECTED, nb[res], 0)
+        self.log.tally("connect", int(back.sum()))
+        self.log.tally("session_discarded", len(dis))
         if new is not None:
             fin = new.final
             np.add.at(self.dc, recs.id[n_old:][fin], recs.a[n_old:][fin])  # up to the departure
 
-        self._memory(recs, C, N, c, g, rt, rc, rb, rs, has, expires, cat, T0, T1, last)
+        state = np.zeros((K + 1, 5), np.int64)
+        if rp:
+            pos, cats = np.concatenate(rp), np.concatenate(rc)
+            nbytes, sess = np.concatenate(rb).astype(float), np.concatenate(rs).astype(float)
+            state[:, :4] = np.bincount(pos * 4 + cats, weights=nbytes, minlength=4 * (K + 1)).reshape(K + 1, 4)
+            state[:, 4] = np.bincount(pos, weights=sess, minlength=K + 1)
+        np.cumsum(state, axis=0, out=state)
+        state += self.rows_state
+        self.rows_state = state[-1].copy()
+
+        self._memory(recs, C, N, c, g, state[:K], has, cat, T0, T1, last)
 
         # settle the intervals that ended in this epoch (all of them at the horizon)
         done = recs.e >= 0
@@ -546,168 +551,157 @@ class CountsEngine:
         no_session = np.where(r.final, 0, no_session)  # not routed to a departed client
         pending = has & ~expires & (r.on >= H)
         f = r.final
-        for fate, n, mask in (("session_expired", kept, expires), ("clean_start", kept, discard),
+        n = len(self.F)
+        for fate, v, mask in (("session_expired", kept, expires), ("clean_start", kept, discard),
                               ("delivered", kept, resumed & ~discard), ("pending", kept, pending),
                               ("queue_full", full, None), ("qos0_offline", qos0, None),
                               ("no_session", no_session, None)):
-            v = n if mask is None else np.where(mask, n, 0)
+            if mask is not None:
+                v = np.where(mask, v, 0)
             for gone in (False, True):
                 sel = f == gone
                 if not sel.any():
                     continue
                 name = departed_fate(fate) if gone else fate
-                np.add.at(self.F[:, FATE_INDEX[name]], r.id[sel], v[sel])
+                # sums of message counts: exact in float64 below 2**53
+                self.F[:, FATE_INDEX[name]] += np.rint(np.bincount(r.id[sel], weights=v[sel], minlength=n)).astype(np.int64)
         # messages while connected: the life's span minus its offline intervals
         nf = ~f
-        np.add.at(self.dc, r.id[nf], -(e[nf] - a[nf]))
+        self.dc -= np.rint(np.bincount(r.id[nf], weights=(e[nf] - a[nf]), minlength=n)).astype(np.int64)
         for i in np.unique(r.id[f]):
             self.id_departed[int(i)] = True
 
     # ----------------------------------------------------------------- memory
-    def _memory(self, recs, C, N, c, g, rt, rc, rb, rs, has, expires, cat, T0, T1, last) -> None:
+    def _memory(self, recs, C, N, c, g, sess, has, cat, T0, T1, last) -> None:
+        """Broker memory over the epoch's stretches: peak candidates, integrals, frame rows.
+        ``sess``: the sessions' own bytes per category and the session count on each stretch."""
         K = len(g)
         L = self.L
-        # the sessions' own bytes: state on each stretch k (after every row at C[k])
-        state = np.zeros((K + 1, 6), np.int64)
-        if rt:
-            t = np.concatenate(rt)
-            k = np.searchsorted(C, t)
-            cats = np.concatenate(rc)
-            nbytes = np.concatenate(rb)
-            sess = np.concatenate(rs)
-            np.add.at(state, (k, cats), nbytes)
-            np.add.at(state, (k, 4), nbytes)
-            np.add.at(state, (k, 5), sess)
-        state = self.rows_state + np.cumsum(state, axis=0)
-        self.rows_state = state[-1].copy()
-        sess_k = state[:K]  # on stretch k
-
-        # queues: sessions holding a range of the stream at some time in the epoch
+        Nk, Nk1 = N[:K], N[1:]
+        # queues: sessions holding a range of the stream at some time in the epoch, by drop order;
+        # full stranded queues nobody else's range reaches any more are counted apart (frozen)
         q = has & self.queued[recs.blk] & (recs.release >= T0) & (recs.off < T1)
+        if L < NO_LIMIT:
+            finite = q & (recs.release < INF)
+            lowest = min(int(recs.a[finite].min()) if finite.any() else self.N0, self.N0)
+            frz = q & (recs.release == INF) & (recs.a + L <= lowest) & (recs.off < T0)
+            if frz.any():
+                self.frozen += np.bincount((cat[frz] == STRANDED).astype(np.int64), minlength=2)
+                recs.release[frz] = -INF  # never in a queue selection again; fates still settled at the end
+                q &= ~frz
         idx = np.flatnonzero(q)
-        order = np.argsort(recs.order[idx], kind="stable")
-        idx = idx[order]
+        idx = idx[np.argsort(recs.order[idx], kind="stable")]
         a = recs.a[idx]
         jo = np.where(recs.off[idx] < T0, 0, np.searchsorted(C, recs.off[idx]))
         rel = recs.release[idx]
         jr = np.where(rel < T1, np.searchsorted(C, rel), K)  # released at cut jr (K: not in this epoch)
         qc = cat[idx]
         top = a + L  # one past the last index the queue can take
-        Nk, Nk1 = N[:K], N[1:]
 
-        def f(r):  # sum over arrivals i <= r of (stretch end - arrival time), arrivals evenly placed
-            return r * g - g * r * (r + 1) / (2.0 * (c + 1))
+        def f(r, gg=g, cc=c):  # sum over arrivals i <= r of (stretch end - arrival time), arrivals evenly placed
+            return r * gg - gg * r * (r + 1) / (2.0 * (cc + 1))
 
         Q_start = np.zeros((K, 2))
         Q_end = np.zeros((K, 2))
         Q_int = np.zeros((K, 2))
         for ci, cc in enumerate((OFFLINE, STRANDED)):
+            base = float(self.frozen[ci]) * L if self.frozen[ci] else 0.0
             s = qc == cc
             if not s.any():
+                if base:
+                    Q_start[:, ci] = Q_end[:, ci] = base
+                    Q_int[:, ci] = base * g
                 continue
             A, TOP, JO, JR = a[s], top[s], jo[s], jr[s]
             # at the start of stretch k a queue holds min(N[k] - a, L): growing while N[k] < top
             ks = np.clip(np.searchsorted(Nk, TOP, "left"), JO, JR)
             cnt_g, sum_g = _ranges(K, JO, ks, A)
             cnt_f, _ = _ranges(K, ks, JR, None)
-            Q_start[:, ci] = cnt_g * Nk - sum_g + L * cnt_f
+            Q_start[:, ci] = cnt_g * Nk - sum_g + float(L) * cnt_f + base
             # ... and at its end min(N[k + 1] - a, L)
             ke = np.clip(np.searchsorted(Nk1, TOP, "left"), JO, JR)
             cnt_g, sum_g = _ranges(K, JO, ke, A)
             cnt_f, _ = _ranges(K, ke, JR, None)
-            Q_end[:, ci] = cnt_g * Nk1 - sum_g + L * cnt_f
+            Q_end[:, ci] = cnt_g * Nk1 - sum_g + float(L) * cnt_f + base
             # arrivals a queue takes on stretch k: all c while there is room for them (N[k+1] <= top),
             # then the room left on the stretch where it fills
             kt = np.clip(np.searchsorted(Nk1, TOP, "right"), JO, JR)
             through, _ = _ranges(K, JO, kt, None)
             integral = Q_start[:, ci] * g + through * f(c)
-            kk = kt[kt < JR]
-            room = (TOP[kt < JR] - Nk[kk]).astype(float)
+            sw = kt < JR
+            kk = kt[sw]
+            room = (TOP[sw] - Nk[kk]).astype(float)
             ok = room > 0
             kk, room = kk[ok], room[ok]
-            np.add.at(integral, kk, room * g[kk] - g[kk] * room * (room + 1) / (2.0 * (c[kk] + 1)))
+            integral += np.bincount(kk, weights=f(room, g[kk], c[kk]), minlength=K)
             Q_int[:, ci] = integral
 
         # the shared store: distinct messages held by any session
         if self.shared and len(idx):
-            levels = _sparse_max(jr)
-            # growth on stretch k: arrivals below the reach of the latest session still holding
-            last_dropped = np.searchsorted(jo, np.arange(K), "right")  # sessions dropped at or before cut k
-            p = _previous_above(levels, last_dropped, np.arange(K))
-            reach = np.where(p >= 0, top[np.maximum(p, 0)], 0)
-            grow = np.clip(reach - Nk, 0, c)
-            # releases at cut j: the messages no other session holds any more
-            rl = np.flatnonzero(jr < K)
-            j = jr[rl]
-            pred = _previous_above(levels, rl, j)  # released at the same cut before it: gone too
-            limit_succ = np.searchsorted(jo, j, "right")  # sessions that dropped at or before the cut
-            succ = _next_above(levels, rl + 1, j - 1)
-            Nj = N[j]
-            e_s = np.minimum(Nj, top[rl])
-            b_pred = np.where(pred >= 0, np.minimum(Nj, top[np.maximum(pred, 0)]), a[rl])
-            a_succ = np.where(succ < limit_succ, a[np.minimum(succ, len(a) - 1)], np.iinfo(np.int64).max)
-            freed = np.clip(np.minimum(e_s, a_succ) - np.maximum(a[rl], b_pred), 0, None)
-            freed_at = np.bincount(j, weights=freed, minlength=K + 1).astype(np.int64)
+            grow, freed_at = _store_changes(a, top, jo, jr, N, c, K)
         else:
             grow = np.zeros(K, np.int64)
             freed_at = np.zeros(K + 1, np.int64)
         # D on stretch k: carried, minus releases at cuts 0..k, plus growth on stretches before k
         D_start = self.D - np.cumsum(freed_at[:K]) + np.concatenate([[0], np.cumsum(grow)[:-1]])
         D_end = D_start + grow
-        self.D = int(D_end[-1] - freed_at[K]) if K else self.D
+        if K:
+            self.D = int(D_end[-1] - freed_at[K])
         D_int = D_start * g + f(grow.astype(float))
 
         ent, body = self.ent, self.body
-        copy = 0 if self.shared else body
-        per = ent + copy
-        # left-limit values at the end of each stretch: the peak candidates
-        total_end = sess_k[:, :4].sum(axis=1) + per * Q_end.sum(axis=1) + (body * D_end if self.shared else 0)
+        per = ent + (0 if self.shared else body)
+        store_end = body * D_end if self.shared else 0
+        sess_total = sess[:, :4].sum(axis=1)
+        q_end = Q_end.sum(axis=1)
+        total_end = sess_total + per * q_end + store_end
         if K:
             self.peak = max(self.peak, int(total_end.max()))
-            self.qpeak = max(self.qpeak, int(Q_end.sum(axis=1).max()))
-        areas = [sess_k[:, 0] * g, sess_k[:, 1] * g + per * Q_int[:, 0], sess_k[:, 2] * g + per * Q_int[:, 1],
-                 sess_k[:, 3] * g + (body * D_int if self.shared else 0)]
+            self.qpeak = max(self.qpeak, int(q_end.max()))
+        areas = [sess[:, 0] * g, sess[:, 1] * g + per * Q_int[:, 0], sess[:, 2] * g + per * Q_int[:, 1],
+                 sess[:, 3] * g + (body * D_int if self.shared else 0)]
         before_mid = C[1:] <= self.mid
         for i in range(4):
             self.area[i] += float(np.sum(areas[i]))
             self.marked += float(np.sum(areas[i][before_mid]))
         self.queued_area += float(np.sum(Q_int))
         if last:
-            self.final = np.concatenate([self.rows_state[:4], [0]])
-            fq = Q_end[-1].sum() if K else 0
-            self.final_total = int(total_end[-1]) if K else int(self.rows_state[:4].sum())
-            self.final_queued = int(fq)
+            self.final_total = int(total_end[-1]) if K else int(sess_total[-1])
+            self.final_queued = int(q_end[-1]) if K else 0
         if self.record_memory and K:
-            self._frame_rows(C, c, g, sess_k, Q_start, Q_end, D_start, D_end, per, body)
+            q_start = Q_start.sum(axis=1)
+            total_start = sess_total + per * q_start + (body * D_start if self.shared else 0)
+            self._frame_rows(C, c, g, sess, Q_start, Q_end, D_start, D_end, total_start, total_end, per, body)
 
-    def _frame_rows(self, C, c, g, sess, Q_start, Q_end, D_start, D_end, per, body) -> None:
+    def _frame_rows(self, C, c, g, sess, Q_start, Q_end, D_start, D_end, total_start, total_end, per, body) -> None:
         """Rows of the memory frame: each stretch's start, and the value just before its end
-        (at its last arrival); per time bin the first, the largest and the last are kept."""
-        shared = self.shared
+        (shown at its last arrival); per time bin the first, the largest and the last are kept."""
         K = len(g)
-
-        def cols(Q, D):
-            qn = Q.sum(axis=1)
-            st = body * D if shared else np.zeros(K)
-            cat = [sess[:, 0], sess[:, 1] + per * Q[:, 0], sess[:, 2] + per * Q[:, 1], sess[:, 3] + st]
-            total = cat[0] + cat[1] + cat[2] + cat[3]
-            msg = (0 if shared else body) * qn + st
-            return np.column_stack([total, sess[:, 4], self.ent * qn, msg, *cat, qn, sess[:, 5]])
-
-        last_arrival = np.where(c > 0, C[:-1] + g * c / (c + 1.0), C[:-1])
-        t = np.concatenate([C[:-1], last_arrival])
-        v = np.concatenate([cols(Q_start, D_start), cols(Q_end, D_end)])
-        o = np.argsort(t, kind="stable")
-        t, v = t[o], v[o]
+        t = np.empty(2 * K)
+        t[0::2] = C[:-1]
+        t[1::2] = np.where(c > 0, C[:-1] + g * c / (c + 1.0), C[:-1])
+        total = np.empty(2 * K)
+        total[0::2] = total_start
+        total[1::2] = total_end
         bins = len(self.grid) - 1
         b = np.clip(np.searchsorted(self.grid, t, "right") - 1, 0, bins - 1)
         starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
         ends = np.r_[starts[1:], len(t)] - 1
-        # the largest total per bin
-        top = np.lexsort((-v[:, 0], b))
-        first = np.r_[True, b[top][1:] != b[top][:-1]]
-        keep = np.unique(np.concatenate([starts, ends, top[first]]))
-        self.frame_parts.append(np.column_stack([t[keep], v[keep]]))
+        top = np.maximum.reduceat(total, starts)
+        hits = np.flatnonzero(total == np.repeat(top, np.diff(np.r_[starts, len(t)])))
+        peaks = hits[np.searchsorted(hits, starts)]
+        keep = np.unique(np.concatenate([starts, ends, peaks]))
+        k, second = keep // 2, (keep % 2).astype(bool)
+        Q = np.where(second[:, None], Q_end[k], Q_start[k])
+        D = np.where(second, D_end[k], D_start[k])
+        S = sess[k]
+        qn = Q.sum(axis=1)
+        st = body * D if self.shared else np.zeros(len(k))
+        cats = [S[:, 0], S[:, 1] + per * Q[:, 0], S[:, 2] + per * Q[:, 1], S[:, 3] + st]
+        msg = (0 if self.shared else body) * qn + st
+        tot = cats[0] + cats[1] + cats[2] + cats[3]
+        self.frame_parts.append(np.column_stack([t[keep], tot, S[:, :4].sum(axis=1), self.ent * qn, msg, *cats, qn,
+                                                 S[:, 4]]))
 
     def _finish(self) -> None:
         n = len(self.cids)
@@ -726,7 +720,7 @@ class CountsEngine:
         for i in np.flatnonzero(departed):
             self.fates.depart(int(i))
         self.fates.published = self.published
-        self.sessions_final = int(self.rows_state[5])
+        self.sessions_final = int(self.rows_state[4])
 
     def memory_result(self):
         """(stats dict, frame) of the broker-memory step function (see the module docstring)."""
@@ -743,6 +737,86 @@ class CountsEngine:
         return stats, frame
 
 
+def _search(pos, step: int, n: int, good, give_up, fallback, max_steps: int = 16) -> np.ndarray:
+    """For each query ``q``, walk from ``pos[q]`` by ``step`` to the first index ``i`` with
+    ``good(q, i)``; -1 where ``give_up(q, i)`` comes first or the walk leaves [0, n). Walks
+    still going after ``max_steps`` are finished by ``fallback(q, i)`` (an index, or -1)."""
+    res = np.full(len(pos), -1, np.int64)
+    q = np.arange(len(pos))
+    i = np.asarray(pos, np.int64)
+    for _ in range(max_steps):
+        inr = (i >= 0) & (i < n)
+        q, i = q[inr], i[inr]
+        if not len(q):
+            return res
+        stop = give_up(q, i)
+        q, i = q[~stop], i[~stop]
+        ok = good(q, i)
+        res[q[ok]] = i[ok]
+        q, i = q[~ok], i[~ok] + step
+    inr = (i >= 0) & (i < n)
+    q, i = q[inr], i[inr]
+    if len(q):
+        res[q] = fallback(q, i)
+    return res
+
+
+def _store_changes(a, top, jo, jr, N, c, K: int):
+    """The shared store's distinct messages over an epoch's stretches: how many arrivals on
+    each stretch are stored (those below the reach of the latest session still holding),
+    and how many messages each cut's releases free (those of the released queue's range that
+    no other session holds: its nearest holders before and after it in drop order cover
+    the rest, as every queue is the range [a, min(N, a + L)) and later queues start later
+    and reach further). Sessions are in drop order; ``jo``/``jr``: the cut of each one's
+    drop (0: before the epoch) and release (K: not in the epoch)."""
+    n = len(a)
+    Nk = N[:K]
+    levels = []
+
+    def table():
+        if not levels:
+            levels.extend(_sparse_max(jr))
+        return levels
+
+    # growth: the latest session dropped at or before cut k that still holds on stretch k
+    latest = np.cumsum(np.bincount(jo, minlength=K + 1))[:K] - 1
+    kk = np.arange(K)
+
+    def reach_fallback(q, i):
+        p = _previous_above(table(), i + 1, q)
+        return np.where((p >= 0) & (top[np.maximum(p, 0)] > Nk[q]), p, -1)
+
+    p = _search(latest, -1, n, lambda q, i: jr[i] > q, lambda q, i: top[i] <= Nk[q], reach_fallback)
+    reach = np.where(p >= 0, top[np.maximum(p, 0)], 0)
+    grow = np.clip(reach - Nk, 0, c)
+    # releases: at cut j, queue s frees [max(a_s, reach of its holder before), min(its end, start of its holder after))
+    rl = np.flatnonzero(jr < K)
+    j = jr[rl]
+    Nj = N[j]
+    a_s = a[rl]
+    e_s = np.minimum(Nj, top[rl])
+    dropped = np.searchsorted(jo, j, "right")  # sessions that dropped at or before the cut
+
+    def pred_fallback(q, i):
+        r = _previous_above(table(), i + 1, j[q])
+        return np.where((r >= 0) & (top[np.maximum(r, 0)] > a_s[q]), r, -1)
+
+    pred = _search(rl - 1, -1, n, lambda q, i: jr[i] > j[q], lambda q, i: top[i] <= a_s[q], pred_fallback)
+
+    def succ_fallback(q, i):
+        r = _next_above(table(), i, j[q] - 1)
+        ok = (r < dropped[q]) & (a[np.minimum(r, n - 1)] < e_s[q])
+        return np.where(ok, r, -1)
+
+    succ = _search(rl + 1, 1, n, lambda q, i: jr[i] >= j[q], lambda q, i: (i >= dropped[q]) | (a[i] >= e_s[q]),
+                   succ_fallback)
+    b_pred = np.where(pred >= 0, np.minimum(Nj, top[np.maximum(pred, 0)]), a_s)
+    a_succ = np.where(succ >= 0, a[np.maximum(succ, 0)], e_s)
+    freed = np.clip(np.minimum(e_s, a_succ) - np.maximum(a_s, b_pred), 0, None)
+    freed_at = np.rint(np.bincount(j, weights=freed, minlength=K + 1)).astype(np.int64)
+    return grow, freed_at
+
+
 def _ranges(K: int, lo: np.ndarray, hi: np.ndarray, w: np.ndarray | None):
     """Over stretches 0..K-1: how many of the half-open index ranges [lo, hi) cover each
     stretch, and the sum of their weights ``w`` (None: no sum)."""
@@ -754,8 +828,6 @@ def _ranges(K: int, lo: np.ndarray, hi: np.ndarray, w: np.ndarray | None):
     cnt = np.cumsum(cnt)[:K]
     if w is None:
         return cnt, None
-    w = np.asarray(w)[ok].astype(np.int64)
-    s = np.zeros(K + 1, np.int64)
-    np.add.at(s, lo, w)
-    np.add.at(s, hi, -w)
-    return cnt, np.cumsum(s)[:K]
+    w = np.asarray(w)[ok].astype(float)  # message indices: sums exact in float64 below 2**53
+    s = np.bincount(lo, weights=w, minlength=K + 1)[:K + 1] - np.bincount(hi, weights=w, minlength=K + 1)[:K + 1]
+    return cnt, np.rint(np.cumsum(s)[:K]).astype(np.int64)
