@@ -53,7 +53,7 @@ from . import renewal
 INF = math.inf
 STORE = 3
 #: connection changes of the whole fleet per epoch (the arrays of one epoch: about 200 bytes each)
-EPOCH_CUTS = 1_000_000
+EPOCH_CUTS = 250_000
 #: a queue limit of "unlimited", as a message count (far above any index a run reaches)
 NO_LIMIT = 1 << 60
 
@@ -278,11 +278,14 @@ class CountsEngine:
             on[:len(life.ons)] = life.ons
             final = np.zeros(n, bool)
             final[-1] = life.departed
-            ep = np.searchsorted(self.bounds, offs, "right") - 1
-            cuts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]])
-            ends = np.r_[cuts[1:], n]
-            for i, j in zip(cuts.tolist(), ends.tolist()):
-                self.buckets.setdefault(int(ep[i]), []).append((st.id, st.block, offs[i:j], on[i:j], final[i:j], si))
+            b = self.bounds
+            e0 = int(np.searchsorted(b, offs[0], "right")) - 1
+            e1 = int(np.searchsorted(b, offs[-1], "right")) - 1
+            splits = [0, *np.searchsorted(offs, b[e0 + 1:e1 + 1], "left").tolist(), n]
+            for k, e in enumerate(range(e0, e1 + 1)):
+                i, j = splits[k], splits[k + 1]
+                if j > i:
+                    self.buckets.setdefault(e, []).append((st.id, st.block, offs[i:j], on[i:j], final[i:j], si))
         if life.departed:
             import heapq
 
@@ -370,15 +373,15 @@ class CountsEngine:
         chunks = self.buckets.pop(e, [])
         if not chunks:
             return None, joins
+        chunks.sort(key=lambda ch: ch[5])  # slot by slot: at the same instant, block by block, slot by slot
+        lens = np.array([len(ch[2]) for ch in chunks])
         r = _Records()
-        r.id = np.concatenate([np.full(len(c[2]), c[0], np.int64) for c in chunks])
-        r.blk = np.concatenate([np.full(len(c[2]), c[1], np.int64) for c in chunks])
-        r.off = np.concatenate([c[2] for c in chunks])
-        r.on = np.concatenate([c[3] for c in chunks])
-        r.final = np.concatenate([c[4] for c in chunks])
-        # by drop time; at the same instant block by block, slot by slot (the slot order of the chunks)
-        key = np.concatenate([np.full(len(c[2]), c[5], np.int64) for c in chunks])
-        order = np.lexsort((key, r.off))
+        r.id = np.repeat(np.array([ch[0] for ch in chunks], np.int64), lens)
+        r.blk = np.repeat(np.array([ch[1] for ch in chunks], np.int64), lens)
+        r.off = np.concatenate([ch[2] for ch in chunks])
+        r.on = np.concatenate([ch[3] for ch in chunks])
+        r.final = np.concatenate([ch[4] for ch in chunks])
+        order = np.argsort(r.off, kind="stable")  # by drop time
         for col in ("id", "blk", "off", "on", "final"):
             setattr(r, col, getattr(r, col)[order])
         n = len(r.off)
@@ -514,7 +517,11 @@ class CountsEngine:
         state += self.rows_state
         self.rows_state = state[-1].copy()
 
-        self._memory(recs, C, N, c, g, state[:K], has, cat, T0, T1, last)
+        pos_off = np.zeros(len(recs), np.int64)  # drops before the epoch: cut 0
+        pos_off[n_old:] = p_off
+        pos_rel = np.where(expires, px, np.where(recs.on < H, pon, -1))
+        pos_rel = np.where(pos_rel >= 0, pos_rel, K)  # released at this cut (K: not in this epoch)
+        self._memory(recs, C, N, c, g, state[:K], has, cat, T0, T1, last, pos_off, pos_rel)
 
         # settle the intervals that ended in this epoch (all of them at the horizon)
         done = recs.e >= 0
@@ -572,7 +579,7 @@ class CountsEngine:
             self.id_departed[int(i)] = True
 
     # ----------------------------------------------------------------- memory
-    def _memory(self, recs, C, N, c, g, sess, has, cat, T0, T1, last) -> None:
+    def _memory(self, recs, C, N, c, g, sess, has, cat, T0, T1, last, pos_off, pos_rel) -> None:
         """Broker memory over the epoch's stretches: peak candidates, integrals, frame rows.
         ``sess``: the sessions' own bytes per category and the session count on each stretch."""
         K = len(g)
@@ -592,9 +599,8 @@ class CountsEngine:
         idx = np.flatnonzero(q)
         idx = idx[np.argsort(recs.order[idx], kind="stable")]
         a = recs.a[idx]
-        jo = np.where(recs.off[idx] < T0, 0, np.searchsorted(C, recs.off[idx]))
-        rel = recs.release[idx]
-        jr = np.where(rel < T1, np.searchsorted(C, rel), K)  # released at cut jr (K: not in this epoch)
+        jo = pos_off[idx]  # dropped at cut jo (0: before the epoch)
+        jr = pos_rel[idx]  # released at cut jr (K: not in this epoch)
         qc = cat[idx]
         top = a + L  # one past the last index the queue can take
 
@@ -614,18 +620,19 @@ class CountsEngine:
                 continue
             A, TOP, JO, JR = a[s], top[s], jo[s], jr[s]
             # at the start of stretch k a queue holds min(N[k] - a, L): growing while N[k] < top
-            ks = np.clip(np.searchsorted(Nk, TOP, "left"), JO, JR)
+            left = np.searchsorted(N, TOP, "left")
+            ks = np.clip(np.minimum(left, K), JO, JR)
             cnt_g, sum_g = _ranges(K, JO, ks, A)
             cnt_f, _ = _ranges(K, ks, JR, None)
             Q_start[:, ci] = cnt_g * Nk - sum_g + float(L) * cnt_f + base
             # ... and at its end min(N[k + 1] - a, L)
-            ke = np.clip(np.searchsorted(Nk1, TOP, "left"), JO, JR)
+            ke = np.clip(left - (N[0] < TOP), JO, JR)  # searchsorted(N[1:], TOP, "left")
             cnt_g, sum_g = _ranges(K, JO, ke, A)
             cnt_f, _ = _ranges(K, ke, JR, None)
             Q_end[:, ci] = cnt_g * Nk1 - sum_g + float(L) * cnt_f + base
             # arrivals a queue takes on stretch k: all c while there is room for them (N[k+1] <= top),
             # then the room left on the stretch where it fills
-            kt = np.clip(np.searchsorted(Nk1, TOP, "right"), JO, JR)
+            kt = np.clip(np.searchsorted(N, TOP, "right") - (N[0] <= TOP), JO, JR)  # searchsorted(N[1:], TOP, "right")
             through, _ = _ranges(K, JO, kt, None)
             integral = Q_start[:, ci] * g + through * f(c)
             sw = kt < JR
@@ -669,29 +676,25 @@ class CountsEngine:
             self.final_total = int(total_end[-1]) if K else int(sess_total[-1])
             self.final_queued = int(q_end[-1]) if K else 0
         if self.record_memory and K:
-            q_start = Q_start.sum(axis=1)
-            total_start = sess_total + per * q_start + (body * D_start if self.shared else 0)
-            self._frame_rows(C, c, g, sess, Q_start, Q_end, D_start, D_end, total_start, total_end, per, body)
+            self._frame_rows(C, c, g, sess, Q_start, Q_end, D_start, D_end, total_end, per, body)
 
-    def _frame_rows(self, C, c, g, sess, Q_start, Q_end, D_start, D_end, total_start, total_end, per, body) -> None:
-        """Rows of the memory frame: each stretch's start, and the value just before its end
-        (shown at its last arrival); per time bin the first, the largest and the last are kept."""
+    def _frame_rows(self, C, c, g, sess, Q_start, Q_end, D_start, D_end, total_end, per, body) -> None:
+        """Rows of the memory frame, per equal time bin: the value at the start of its first
+        stretch, and the values just before the end of its largest stretch and of its last
+        (shown at their last arrival)."""
         K = len(g)
-        t = np.empty(2 * K)
-        t[0::2] = C[:-1]
-        t[1::2] = np.where(c > 0, C[:-1] + g * c / (c + 1.0), C[:-1])
-        total = np.empty(2 * K)
-        total[0::2] = total_start
-        total[1::2] = total_end
-        bins = len(self.grid) - 1
-        b = np.clip(np.searchsorted(self.grid, t, "right") - 1, 0, bins - 1)
-        starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
-        ends = np.r_[starts[1:], len(t)] - 1
-        top = np.maximum.reduceat(total, starts)
-        hits = np.flatnonzero(total == np.repeat(top, np.diff(np.r_[starts, len(t)])))
+        grid = self.grid
+        b0 = int(np.searchsorted(grid, C[0], "right")) - 1
+        b1 = int(np.searchsorted(grid, C[K - 1], "right")) - 1
+        starts = np.unique(np.r_[0, np.searchsorted(C[:K], grid[b0 + 1:b1 + 1], "left")])
+        starts = starts[starts < K]
+        ends = np.r_[starts[1:], K] - 1
+        top = np.maximum.reduceat(total_end, starts)
+        hits = np.flatnonzero(total_end == np.repeat(top, ends - starts + 1))
         peaks = hits[np.searchsorted(hits, starts)]
-        keep = np.unique(np.concatenate([starts, ends, peaks]))
-        k, second = keep // 2, (keep % 2).astype(bool)
+        k = np.concatenate([starts, peaks, ends])
+        second = np.r_[np.zeros(len(starts), bool), np.ones(2 * len(starts), bool)]
+        t = np.where(second, np.where(c[k] > 0, C[k] + g[k] * c[k] / (c[k] + 1.0), C[k]), C[k])
         Q = np.where(second[:, None], Q_end[k], Q_start[k])
         D = np.where(second, D_end[k], D_start[k])
         S = sess[k]
@@ -700,8 +703,10 @@ class CountsEngine:
         cats = [S[:, 0], S[:, 1] + per * Q[:, 0], S[:, 2] + per * Q[:, 1], S[:, 3] + st]
         msg = (0 if self.shared else body) * qn + st
         tot = cats[0] + cats[1] + cats[2] + cats[3]
-        self.frame_parts.append(np.column_stack([t[keep], tot, S[:, :4].sum(axis=1), self.ent * qn, msg, *cats, qn,
-                                                 S[:, 4]]))
+        rows = np.column_stack([t, tot, S[:, :4].sum(axis=1), self.ent * qn, msg, *cats, qn, S[:, 4]])
+        rows = rows[np.argsort(t, kind="stable")]
+        keep = np.r_[True, np.any(rows[1:] != rows[:-1], axis=1)]  # a row kept twice (largest and last)
+        self.frame_parts.append(rows[keep])
 
     def _finish(self) -> None:
         n = len(self.cids)
@@ -737,28 +742,31 @@ class CountsEngine:
         return stats, frame
 
 
-def _search(pos, step: int, n: int, good, give_up, fallback, max_steps: int = 16) -> np.ndarray:
-    """For each query ``q``, walk from ``pos[q]`` by ``step`` to the first index ``i`` with
-    ``good(q, i)``; -1 where ``give_up(q, i)`` comes first or the walk leaves [0, n). Walks
-    still going after ``max_steps`` are finished by ``fallback(q, i)`` (an index, or -1)."""
-    res = np.full(len(pos), -1, np.int64)
-    q = np.arange(len(pos))
-    i = np.asarray(pos, np.int64)
-    for _ in range(max_steps):
-        inr = (i >= 0) & (i < n)
-        q, i = q[inr], i[inr]
-        if not len(q):
-            return res
-        stop = give_up(q, i)
-        q, i = q[~stop], i[~stop]
-        ok = good(q, i)
-        res[q[ok]] = i[ok]
-        q, i = q[~ok], i[~ok] + step
-    inr = (i >= 0) & (i < n)
-    q, i = q[inr], i[inr]
-    if len(q):
-        res[q] = fallback(q, i)
-    return res
+def _previous_greater(v: np.ndarray) -> np.ndarray:
+    """For each ``i``, the largest ``j < i`` with ``v[j] > v[i]`` (-1: none), by pointer jumping
+    (the values skipped lie between a candidate and ``i`` and are no greater than ``v[i]``)."""
+    n = len(v)
+    p = np.arange(-1, n - 1, dtype=np.int64)
+    live = np.arange(1, n, dtype=np.int64)
+    while live.size:
+        pl = p[live]
+        done = (pl < 0) | (v[np.maximum(pl, 0)] > v[live])
+        live, pl = live[~done], pl[~done]
+        p[live] = p[pl]
+    return p
+
+
+def _next_at_least(v: np.ndarray) -> np.ndarray:
+    """For each ``i``, the smallest ``j > i`` with ``v[j] >= v[i]`` (``len(v)``: none)."""
+    n = len(v)
+    p = np.arange(1, n + 1, dtype=np.int64)
+    live = np.arange(0, n - 1, dtype=np.int64)
+    while live.size:
+        pl = p[live]
+        done = (pl >= n) | (v[np.minimum(pl, n - 1)] >= v[live])
+        live, pl = live[~done], pl[~done]
+        p[live] = p[pl]
+    return p
 
 
 def _store_changes(a, top, jo, jr, N, c, K: int):
@@ -768,25 +776,25 @@ def _store_changes(a, top, jo, jr, N, c, K: int):
     no other session holds: its nearest holders before and after it in drop order cover
     the rest, as every queue is the range [a, min(N, a + L)) and later queues start later
     and reach further). Sessions are in drop order; ``jo``/``jr``: the cut of each one's
-    drop (0: before the epoch) and release (K: not in the epoch)."""
-    n = len(a)
+    drop (0: before the epoch) and release (K: not in the epoch). At one cut, releases are
+    taken in drop order (a queue released at the same cut before another no longer holds)."""
     Nk = N[:K]
-    levels = []
-
-    def table():
-        if not levels:
-            levels.extend(_sparse_max(jr))
-        return levels
-
-    # growth: the latest session dropped at or before cut k that still holds on stretch k
-    latest = np.cumsum(np.bincount(jo, minlength=K + 1))[:K] - 1
-    kk = np.arange(K)
-
-    def reach_fallback(q, i):
-        p = _previous_above(table(), i + 1, q)
-        return np.where((p >= 0) & (top[np.maximum(p, 0)] > Nk[q]), p, -1)
-
-    p = _search(latest, -1, n, lambda q, i: jr[i] > q, lambda q, i: top[i] <= Nk[q], reach_fallback)
+    n = len(a)
+    pge = _previous_greater(jr)  # the nearest earlier session released later: still holding
+    # growth on stretch k: the latest session dropped by cut k that still holds on stretch k,
+    # among those whose reach is above N[k] (walked back along pge: those skipped were released by k)
+    dropped = np.cumsum(np.bincount(jo, minlength=K + 1))  # sessions dropped at or before each cut
+    lo = np.searchsorted(top, Nk, "right")
+    r = dropped[:K] - 1
+    live = np.flatnonzero(r >= lo)
+    p = np.full(K, -1, np.int64)
+    while live.size:
+        rl_ = r[live]
+        hold = jr[rl_] > live
+        p[live[hold]] = rl_[hold]
+        live = live[~hold]
+        r[live] = pge[r[live]]
+        live = live[r[live] >= lo[live]]
     reach = np.where(p >= 0, top[np.maximum(p, 0)], 0)
     grow = np.clip(reach - Nk, 0, c)
     # releases: at cut j, queue s frees [max(a_s, reach of its holder before), min(its end, start of its holder after))
@@ -795,23 +803,11 @@ def _store_changes(a, top, jo, jr, N, c, K: int):
     Nj = N[j]
     a_s = a[rl]
     e_s = np.minimum(Nj, top[rl])
-    dropped = np.searchsorted(jo, j, "right")  # sessions that dropped at or before the cut
-
-    def pred_fallback(q, i):
-        r = _previous_above(table(), i + 1, j[q])
-        return np.where((r >= 0) & (top[np.maximum(r, 0)] > a_s[q]), r, -1)
-
-    pred = _search(rl - 1, -1, n, lambda q, i: jr[i] > j[q], lambda q, i: top[i] <= a_s[q], pred_fallback)
-
-    def succ_fallback(q, i):
-        r = _next_above(table(), i, j[q] - 1)
-        ok = (r < dropped[q]) & (a[np.minimum(r, n - 1)] < e_s[q])
-        return np.where(ok, r, -1)
-
-    succ = _search(rl + 1, 1, n, lambda q, i: jr[i] >= j[q], lambda q, i: (i >= dropped[q]) | (a[i] >= e_s[q]),
-                   succ_fallback)
+    pred = pge[rl]
     b_pred = np.where(pred >= 0, np.minimum(Nj, top[np.maximum(pred, 0)]), a_s)
-    a_succ = np.where(succ >= 0, a[np.maximum(succ, 0)], e_s)
+    succ = _next_at_least(jr)[rl]
+    ok = (succ < dropped[j]) & (succ < n)
+    a_succ = np.where(ok, a[np.minimum(succ, n - 1)], e_s)
     freed = np.clip(np.minimum(e_s, a_succ) - np.maximum(a_s, b_pred), 0, None)
     freed_at = np.rint(np.bincount(j, weights=freed, minlength=K + 1)).astype(np.int64)
     return grow, freed_at

@@ -63,11 +63,12 @@ def iter_lives(block, streams, H: float):
     now = 0.0
     while True:
         up_rng, down_rng, leave_rng = outage_rng.spawn(3)  # as OutagePlan does, per client identifier
-        # draws per block: enough for the rest of the horizon, or for a few expected lifetimes
-        # when clients leave (more draws than the life uses are harmless: its streams are its own)
+        # draws per block: enough for the rest of the horizon, or for about the expected lifetime
+        # when clients leave (another block follows when a life is longer; more draws than the
+        # life uses are harmless: its streams are its own)
         expected = (H - now) / cycle if 0 < cycle < INF else 64
         if p > 0:
-            expected = min(expected, 3 / p)
+            expected = min(expected, 1 / p)
         size = int(min(1 << 20, max(64, expected * 1.1 + 16)))
         offs, ons = [], []
         last, departed = now, False

@@ -129,7 +129,7 @@ def counts_scenarios(draw):
             "mqttConsumer": consumers, "mqttPublisher": publishers}
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(d=counts_scenarios(), seed=st.integers(0, 2**32 - 1), epoch_cuts=st.sampled_from([3, 40, 1_000_000]))
 def test_counts_agree_with_the_interval_engine_on_the_same_stream(d, seed, epoch_cuts):
     scn = sim.load_scenario(d)
