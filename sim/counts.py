@@ -601,47 +601,51 @@ class CountsEngine:
         a = recs.a[idx]
         jo = pos_off[idx]  # dropped at cut jo (0: before the epoch)
         jr = pos_rel[idx]  # released at cut jr (K: not in this epoch)
-        qc = cat[idx]
+        stranded = cat[idx] == STRANDED
         top = a + L  # one past the last index the queue can take
+        frozen = float(L) * self.frozen if L < NO_LIMIT else np.zeros(2)
 
         def f(r, gg=g, cc=c):  # sum over arrivals i <= r of (stretch end - arrival time), arrivals evenly placed
             return r * gg - gg * r * (r + 1) / (2.0 * (cc + 1))
 
-        Q_start = np.zeros((K, 2))
-        Q_end = np.zeros((K, 2))
-        Q_int = np.zeros((K, 2))
-        for ci, cc in enumerate((OFFLINE, STRANDED)):
-            base = float(self.frozen[ci]) * L if self.frozen[ci] else 0.0
-            s = qc == cc
-            if not s.any():
-                if base:
-                    Q_start[:, ci] = Q_end[:, ci] = base
-                    Q_int[:, ci] = base * g
-                continue
-            A, TOP, JO, JR = a[s], top[s], jo[s], jr[s]
-            # at the start of stretch k a queue holds min(N[k] - a, L): growing while N[k] < top
-            left = np.searchsorted(N, TOP, "left")
-            ks = np.clip(np.minimum(left, K), JO, JR)
-            cnt_g, sum_g = _ranges(K, JO, ks, A)
-            cnt_f, _ = _ranges(K, ks, JR, None)
-            Q_start[:, ci] = cnt_g * Nk - sum_g + float(L) * cnt_f + base
-            # ... and at its end min(N[k + 1] - a, L)
-            ke = np.clip(left - (N[0] < TOP), JO, JR)  # searchsorted(N[1:], TOP, "left")
-            cnt_g, sum_g = _ranges(K, JO, ke, A)
-            cnt_f, _ = _ranges(K, ke, JR, None)
-            Q_end[:, ci] = cnt_g * Nk1 - sum_g + float(L) * cnt_f + base
-            # arrivals a queue takes on stretch k: all c while there is room for them (N[k+1] <= top),
-            # then the room left on the stretch where it fills
-            kt = np.clip(np.searchsorted(N, TOP, "right") - (N[0] <= TOP), JO, JR)  # searchsorted(N[1:], TOP, "right")
-            through, _ = _ranges(K, JO, kt, None)
-            integral = Q_start[:, ci] * g + through * f(c)
-            sw = kt < JR
-            kk = kt[sw]
-            room = (TOP[sw] - Nk[kk]).astype(float)
-            ok = room > 0
-            kk, room = kk[ok], room[ok]
-            integral += np.bincount(kk, weights=f(room, g[kk], c[kk]), minlength=K)
-            Q_int[:, ci] = integral
+        # a queue holds min(N[k] - a, L) at the start of stretch k (growing while N[k] < top), and
+        # min(N[k + 1] - a, L) at its end; it takes all c arrivals while N[k + 1] <= top, then the room left
+        left = np.searchsorted(N, top, "left")
+        ks = np.clip(np.minimum(left, K), jo, jr)
+        ke = np.clip(left - (N[0] < top), jo, jr)  # searchsorted(N[1:], top, "left")
+        kt = np.clip(np.searchsorted(N, top, "right") - (N[0] <= top), jo, jr)  # searchsorted(N[1:], top, "right")
+        held, _ = _ranges(K, jo, jr, None)
+        g_start, s_start = _ranges(K, jo, ks, a)
+        g_end, s_end = _ranges(K, jo, ke, a)
+        fixed = float(frozen.sum())
+        Q_start = g_start * Nk - s_start + float(L) * (held - g_start) + fixed
+        Q_end = g_end * Nk1 - s_end + float(L) * (held - g_end) + fixed
+        # each queue's queued-message seconds over the epoch, from prefix sums over the stretches
+        n0 = N[0]
+        Pg = np.concatenate([[0.0], np.cumsum(g)])
+        PNg = np.concatenate([[0.0], np.cumsum((Nk - n0) * g)])
+        Pf = np.concatenate([[0.0], np.cumsum(f(c))])
+        room = (top - N[np.minimum(kt, K)]).astype(float)
+        kc = np.minimum(kt, K - 1) if K else kt
+        tail = np.where((kt < jr) & (room > 0), f(room, g[kc], c[kc]), 0.0) if K else np.zeros(len(a))
+
+        al = (a - n0).astype(float)
+        full_rate = float(L) if L < NO_LIMIT else 0.0  # a queue that never fills has no full part
+
+        def seconds(JO, JR, KS, KT, switch):
+            return (PNg[KS] - PNg[JO]) - al * (Pg[KS] - Pg[JO]) + full_rate * (Pg[JR] - Pg[KS]) \
+                + (Pf[KT] - Pf[JO]) + np.where(switch, tail, 0.0)
+
+        secs = seconds(jo, jr, ks, kt, kt < jr)
+        q_secs = [float(secs[~stranded].sum()) + frozen[0] * float(Pg[-1]),
+                  float(secs[stranded].sum()) + frozen[1] * float(Pg[-1])]
+        kmid = int(np.searchsorted(C, self.mid)) if T0 <= self.mid < T1 else (K if self.mid >= T1 else 0)
+        if 0 < kmid < K:
+            m = lambda x: np.minimum(x, kmid)  # noqa: E731
+            half = seconds(m(jo), m(jr), m(ks), m(kt), kt < np.minimum(jr, kmid))
+            q_half = float(half.sum()) + fixed * float(Pg[kmid])
+        else:
+            q_half = sum(q_secs) if kmid >= K else 0.0
 
         # the shared store: distinct messages held by any session
         if self.shared and len(idx):
@@ -658,27 +662,33 @@ class CountsEngine:
 
         ent, body = self.ent, self.body
         per = ent + (0 if self.shared else body)
-        store_end = body * D_end if self.shared else 0
         sess_total = sess[:, :4].sum(axis=1)
-        q_end = Q_end.sum(axis=1)
-        total_end = sess_total + per * q_end + store_end
+        total_end = sess_total + per * Q_end + (body * D_end if self.shared else 0)
         if K:
             self.peak = max(self.peak, int(total_end.max()))
-            self.qpeak = max(self.qpeak, int(q_end.max()))
-        areas = [sess[:, 0] * g, sess[:, 1] * g + per * Q_int[:, 0], sess[:, 2] * g + per * Q_int[:, 1],
-                 sess[:, 3] * g + (body * D_int if self.shared else 0)]
-        before_mid = C[1:] <= self.mid
+            self.qpeak = max(self.qpeak, int(Q_end.max()))
+        areas = [float(sess[:, i].astype(float) @ g) for i in range(4)]
+        areas[1] += per * q_secs[0]
+        areas[2] += per * q_secs[1]
+        if self.shared:
+            areas[3] += body * float(D_int.sum())
         for i in range(4):
-            self.area[i] += float(np.sum(areas[i]))
-            self.marked += float(np.sum(areas[i][before_mid]))
-        self.queued_area += float(np.sum(Q_int))
+            self.area[i] += areas[i]
+        self.queued_area += sum(q_secs)
+        if kmid >= K:
+            self.marked += sum(areas)
+        elif kmid > 0:
+            self.marked += float(sess_total[:kmid].astype(float) @ g[:kmid]) + per * q_half + (
+                body * float(D_int[:kmid].sum()) if self.shared else 0.0)
         if last:
             self.final_total = int(total_end[-1]) if K else int(sess_total[-1])
-            self.final_queued = int(q_end[-1]) if K else 0
+            self.final_queued = int(Q_end[-1]) if K else 0
         if self.record_memory and K:
-            self._frame_rows(C, c, g, sess, Q_start, Q_end, D_start, D_end, total_end, per, body)
+            self._frame_rows(C, N, c, g, sess, Q_start, Q_end, D_start, D_end, total_end, per, body,
+                             (a[stranded], top[stranded], jo[stranded], jr[stranded]), frozen[1])
 
-    def _frame_rows(self, C, c, g, sess, Q_start, Q_end, D_start, D_end, total_end, per, body) -> None:
+    def _frame_rows(self, C, N, c, g, sess, Q_start, Q_end, D_start, D_end, total_end, per, body, strand,
+                    frozen_stranded) -> None:
         """Rows of the memory frame, per equal time bin: the value at the start of its first
         stretch, and the values just before the end of its largest stretch and of its last
         (shown at their last arrival)."""
@@ -695,12 +705,19 @@ class CountsEngine:
         k = np.concatenate([starts, peaks, ends])
         second = np.r_[np.zeros(len(starts), bool), np.ones(2 * len(starts), bool)]
         t = np.where(second, np.where(c[k] > 0, C[k] + g[k] * c[k] / (c[k] + 1.0), C[k]), C[k])
-        Q = np.where(second[:, None], Q_end[k], Q_start[k])
+        qn = np.where(second, Q_end[k], Q_start[k])
+        # the stranded sessions' queues at these rows (few: counted one by one)
+        sa, stop, sjo, sjr = strand
+        qs = np.full(len(k), frozen_stranded)
+        for i in range(0, len(sa), 256):
+            n_at = np.where(second, k + 1, k)  # N at the row: start or end of the stretch
+            A, T, JO, JR = sa[i:i + 256, None], stop[i:i + 256, None], sjo[i:i + 256, None], sjr[i:i + 256, None]
+            on = (k[None, :] >= JO) & (k[None, :] < JR)
+            qs += np.where(on, np.minimum(N[n_at][None, :], T) - A, 0).sum(axis=0)
         D = np.where(second, D_end[k], D_start[k])
         S = sess[k]
-        qn = Q.sum(axis=1)
         st = body * D if self.shared else np.zeros(len(k))
-        cats = [S[:, 0], S[:, 1] + per * Q[:, 0], S[:, 2] + per * Q[:, 1], S[:, 3] + st]
+        cats = [S[:, 0], S[:, 1] + per * (qn - qs), S[:, 2] + per * qs, S[:, 3] + st]
         msg = (0 if self.shared else body) * qn + st
         tot = cats[0] + cats[1] + cats[2] + cats[3]
         rows = np.column_stack([t, tot, S[:, :4].sum(axis=1), self.ent * qn, msg, *cats, qn, S[:, 4]])
