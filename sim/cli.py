@@ -58,6 +58,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if res.events.empty and res.summary["connects"] > 0:
         print(f"event rows not kept (a long run: {int(res.summary['connects'] + res.summary['disconnects']):,} "
               "connects and disconnects, counted in the summary); engine: " + res.engine)
+    if res.stream == "counts":
+        print(f"publish stream kept as counts between connection changes ({res.summary['published']:,.0f} messages); "
+              "byte-seconds and means are their conditional means given the counts (docs/model.md)")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

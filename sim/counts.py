@@ -667,7 +667,7 @@ class CountsEngine:
         if K:
             self.peak = max(self.peak, int(total_end.max()))
             self.qpeak = max(self.qpeak, int(Q_end.max()))
-        areas = [float(sess[:, i].astype(float) @ g) for i in range(4)]
+        areas = [float((sess[:, i] * g).sum()) for i in range(4)]
         areas[1] += per * q_secs[0]
         areas[2] += per * q_secs[1]
         if self.shared:
@@ -678,7 +678,7 @@ class CountsEngine:
         if kmid >= K:
             self.marked += sum(areas)
         elif kmid > 0:
-            self.marked += float(sess_total[:kmid].astype(float) @ g[:kmid]) + per * q_half + (
+            self.marked += float((sess_total[:kmid] * g[:kmid]).sum()) + per * q_half + (
                 body * float(D_int[:kmid].sum()) if self.shared else 0.0)
         if last:
             self.final_total = int(total_end[-1]) if K else int(sess_total[-1])

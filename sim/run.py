@@ -41,6 +41,9 @@ class Result:
     engine: str = "exact"  #: "exact" (message by message) or "interval" (see sim.run's ``engine``)
     #: one row per network outage (sim.network.COLUMNS): when, who dropped, the reconnect storm and its peaks
     network_outages: pd.DataFrame | None = None
+    #: "times" (every publish time drawn) or "counts" (the stream kept as counts between the
+    #: fleet's connection changes, sim.counts: time integrals are their conditional means)
+    stream: str = "times"
 
     @property
     def not_simulated(self) -> list[str]:
@@ -62,6 +65,7 @@ AUTO_INTERVAL_PAIRS = 2_000_000
 AUTO_INTERVAL_HELD = 3_000_000
 
 ENGINES = ("auto", "exact", "interval")
+STREAMS = ("auto", "times", "counts")
 
 
 class EngineError(ValueError):
@@ -75,14 +79,15 @@ MAX_MESSAGE_ROWS = 20_000_000
 #: connection changes (a row each), and only counts them past it.
 AUTO_EVENT_ROWS = 1_000_000
 
-#: Most messages one run may publish: both engines keep every publish time (the interval
-#: engine about 30 bytes each while it runs, the exact engine visits each one).
+#: Most messages a run may publish with every publish time drawn (the interval engine keeps
+#: each, about 30 bytes while it runs; the exact engine visits each one). Past it,
+#: ``stream="auto"`` keeps the stream as counts (:mod:`sim.counts`) where it can.
 MAX_MESSAGES = 250_000_000
 
 
 def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = None, record_events: bool | None = None,
         record_memory: bool = True, engine: str = "auto", memory_points: int | None = 100_000,
-        warmup: float = 0.0, progress: bool = False) -> Result:
+        warmup: float = 0.0, progress: bool = False, stream: str = "auto") -> Result:
     """Simulate ``scenario`` from time 0 to its horizon with random seed ``seed``.
 
     ``record_messages`` keeps one row per (message, consumer) pair in ``Result.messages``;
@@ -109,11 +114,21 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     ``record_events``: keep one row per lifecycle event in ``Result.events`` (the summary
     counts them either way); None keeps them unless the run makes more than about
     :data:`AUTO_EVENT_ROWS` connection changes (the interval engine then settles whole
-    lives in arrays, :mod:`sim.renewal`). Runs that would publish more than
-    :data:`MAX_MESSAGES` messages are refused before they start.
+    lives in arrays, :mod:`sim.renewal`).
 
-    ``progress``: show a progress bar (tqdm, on stderr) over simulated time (exact engine) or
-    client slots (interval engine); it changes nothing in the results.
+    ``stream``: ``"times"`` draws every publish time; ``"counts"`` (interval engine, consumers
+    with drawn outages, publishers with a rate) keeps the publish stream as Poisson counts
+    between the fleet's connection changes, in epochs of time (:mod:`sim.counts`): memory
+    and time no longer grow with messages, so horizons of UINT_MAX seconds and past it run
+    at one message per second. Its fates, peaks and final values are those of a Poisson
+    stream; its time integrals (byte-seconds, means) are their exact conditional means given
+    the counts (docs/model.md, "A stream kept as counts"). ``"auto"`` (default) keeps the
+    counts when the run would publish more than :data:`MAX_MESSAGES` messages, else the
+    times; runs that exceed it and cannot keep counts are refused before they start, with
+    the reasons. ``Result.stream`` says which.
+
+    ``progress``: show a progress bar (tqdm, on stderr) over simulated time (exact engine,
+    counts stream) or client slots (interval engine); it changes nothing in the results.
 
     ``memory_points``: ``Result.memory`` is thinned to about this many rows for plotting
     (:func:`sim.memory.thin`; None keeps every row); the summary's memory statistics always
@@ -137,10 +152,18 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
         raise ValueError(f"record_messages: this run would route about {pairs:,.0f} (message, "
                          f"consumer) pairs, more rows than can be kept ({MAX_MESSAGE_ROWS:,}); use the summary and "
                          "res.fates, or a shorter horizon")
-    if (msgs := _expected_messages(scenario)) > MAX_MESSAGES:
+    if stream not in STREAMS:
+        raise ValueError(f"stream: {stream!r} is not one of {', '.join(STREAMS)}")
+    msgs = _expected_messages(scenario)
+    if stream == "auto":
+        stream = "counts" if msgs > MAX_MESSAGES else "times"
+    if stream == "counts":
+        return _run_counts(scenario, int(seed), engine, record_messages, record_events, record_memory, memory_points,
+                           warmup, progress, msgs)
+    if msgs > MAX_MESSAGES:
         raise ValueError(f"horizon: this run would publish about {msgs:,.0f} messages (rate x horizon), more than one "
-                         f"run can hold ({MAX_MESSAGES:,}: every publish time is kept); lower mqttPublisher.rate or "
-                         "the horizon, e.g. one message per minute over the UINT_MAX horizon is about 72 million")
+                         f"run can hold with every publish time ({MAX_MESSAGES:,}); stream='counts' would keep them as "
+                         "counts, but not for this scenario: " + "; ".join(_counts_reasons(scenario)))
     if record_events is None:
         record_events = _expected_connection_changes(scenario) <= AUTO_EVENT_ROWS
     chosen = _choose_engine(scenario, engine, record_messages is True, warmup)
@@ -198,6 +221,42 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     kept = thin(steps, memory_points, keep=list(zip(storms["start"], storms["storm_end"]))) if record_memory else steps.iloc[:0]
     return Result(scenario, int(seed), summary, per_consumer, kept, log.frame(),
                   fates.messages_frame() if record_messages else None, time.perf_counter() - started, "exact", storms)
+
+
+def _counts_reasons(scenario: Scenario) -> list[str]:
+    from .counts import unsupported
+
+    return unsupported(scenario)
+
+
+def _run_counts(scenario: Scenario, seed: int, engine: str, record_messages, record_events, record_memory: bool,
+                memory_points, warmup: float, progress: bool, msgs: float) -> Result:
+    """A run over a stream kept as counts (sim.counts), or a clear refusal naming why not."""
+    reasons = []
+    if engine == "exact":
+        reasons.append("engine='exact' (the message-by-message engine draws every publish time)")
+    reasons += _counts_reasons(scenario)
+    if warmup > 0:
+        reasons.append("warmup > 0 (the interval engine measures from t = 0)")
+    if record_messages:
+        reasons.append("record_messages=True (per-message records)")
+    if record_events:
+        reasons.append("record_events=True (event rows: the counts stream only counts events)")
+    if reasons:
+        why = (f"this run would publish about {msgs:,.0f} messages, more than can be held with every publish "
+               f"time ({MAX_MESSAGES:,}), and " if msgs > MAX_MESSAGES else "")
+        raise EngineError(f"stream 'counts': {why}it cannot keep the stream as counts here: " + "; ".join(reasons))
+    from .counts import CountsEngine
+
+    started = time.perf_counter()
+    eng = CountsEngine(scenario, seed, record_memory, memory_points).run(progress=progress)
+    eng.fates.check_conservation()
+    per_consumer = eng.fates.fates_frame()
+    stats, memory_frame = eng.memory_result()
+    storms = storm_frame(None, memory_frame, scenario.horizon)
+    summary = _summary(scenario, seed, eng.fates, stats, eng.log, eng.sessions_final, per_consumer, storms)
+    return Result(scenario, seed, summary, per_consumer, thin(memory_frame, memory_points), eng.log.frame(), None,
+                  time.perf_counter() - started, "interval", storms, stream="counts")
 
 
 def _network_plan(scenario: Scenario, root: np.random.SeedSequence) -> NetworkPlan | None:

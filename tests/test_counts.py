@@ -142,3 +142,122 @@ def test_the_uint_max_fleet_example_crossing_many_epochs(mode):
     scn = sim.load_scenario("data/scenarios/uint_max_fleet.yaml")
     ce = assert_same_as_interval(scn, 7, epoch_cuts=25, mode=mode)
     assert len(ce.stream_cuts) > 10
+
+
+# ------------------------------------------------------------------ sim.run(stream=...)
+
+FLEET = {"name": "fleet", "horizon": 3 * 86400, "broker": {"profile": "mosquitto"},
+         "mqttConsumer": {"clients": 20, "session expiry interval": "uint_max", "clean start": False, "qos": 1,
+                          "topic filter": "fleet/#",
+                          "outages": {"up": {"distribution": "exponential", "mean": "6h"},
+                                      "down": {"distribution": "lognormal", "median": "10m", "sigma": 1},
+                                      "leave probability": 0.05, "replace departed": True}},
+         "mqttPublisher": {"qos": 1, "topic": "fleet/commands", "rate": "1/s", "payload bytes": 100}}
+
+
+def test_run_keeps_counts_and_says_so():
+    scn = sim.load_scenario(FLEET)
+    res = sim.run(scn, seed=3, stream="counts")
+    assert (res.engine, res.stream) == ("interval", "counts")
+    s = res.summary
+    assert s["routed"] == s["delivered"] + s["lost"] + s["pending"] + s["departed_pairs"]
+    assert s["departures"] > 0 and s["departed_held"] > 0 and s["sessions_final"] > 20
+    assert 0 < len(res.memory) <= 100_100 and res.memory["time"].is_monotonic_increasing
+    assert res.memory["bytes"].max() == s["memory_peak_bytes"]
+    assert res.events.empty  # counted, not kept
+    again = sim.run(scn, seed=3, stream="counts")  # the same seed: the same frames
+    pd.testing.assert_series_equal(res.summary, again.summary)
+    pd.testing.assert_frame_equal(res.fates, again.fates)
+    pd.testing.assert_frame_equal(res.memory, again.memory)
+    assert sim.run(scn, seed=3).stream == "times"  # small runs keep every publish time
+
+
+def test_auto_keeps_counts_past_the_message_limit(monkeypatch):
+    import sys
+
+    run_module = sys.modules["sim.run"]
+
+    scn = sim.load_scenario(FLEET)
+    monkeypatch.setattr(run_module, "MAX_MESSAGES", 1000)
+    assert sim.run(scn, seed=1).stream == "counts"
+    with pytest.raises(run_module.EngineError, match="up/down distributions"):
+        sim.run(sim.load_scenario({**FLEET, "mqttConsumer": {**FLEET["mqttConsumer"],
+                                                            "outages": {"trace": [[10, 20]]}}}), seed=1)
+
+
+def test_counts_are_refused_by_name():
+    from sim.run import EngineError
+
+    scn = sim.load_scenario(FLEET)
+    with pytest.raises(EngineError, match="engine='exact'"):
+        sim.run(scn, stream="counts", engine="exact")
+    with pytest.raises(EngineError, match="record_events=True"):
+        sim.run(scn, stream="counts", record_events=True)
+    with pytest.raises(ValueError, match="stream: 'fast' is not one of auto, times, counts"):
+        sim.run(scn, stream="fast")
+    sched = sim.load_scenario({**FLEET, "mqttPublisher": {"topic": "fleet/x", "schedule": [1, 2, 3]}})
+    with pytest.raises(EngineError, match=r"mqttPublisher.schedule"):
+        sim.run(sched, stream="counts")
+    oldest = sim.load_scenario({**FLEET, "broker": {"profile": "mosquitto", "queue full policy": "drop-oldest"}})
+    with pytest.raises(EngineError, match="drop-oldest"):
+        sim.run(oldest, stream="counts")
+
+
+def test_a_one_second_expiry_near_uint_max_seconds():
+    """One disconnect at t = 4,294,967,295 s, back 2 s later, Session Expiry Interval 1 s, one
+    message a second: the session expires 1 s after the close (§3.1.2.11.2), so on average one
+    message is lost to the expiry and one finds no session, at any point of a 200-year horizon."""
+    d = {"name": "late", "horizon": "200y", "broker": {"max queued messages": 0},
+         "mqttConsumer": {"session expiry interval": 1, "clean start": False, "qos": 1,
+                          "outages": {"up": {"distribution": "fixed", "value": UINT_MAX},
+                                      "down": {"distribution": "fixed", "value": 2}}},
+         "mqttPublisher": {"qos": 1, "rate": "1/s"}}
+    scn = sim.load_scenario(d)
+    assert scn.horizon > UINT_MAX + 2
+    expired, none = [], []
+    for seed in range(300):
+        eng = CountsEngine(scn, seed).run()
+        assert eng.log.counters == CountsEngine(scn, seed).run().log.counters
+        f = eng.fates.fates_frame().iloc[0]
+        assert eng.log.counters[[k for k in eng.log.counters if "expired" in k][0]] == 1
+        expired.append(f["lost_session_expired"])
+        none.append(f["lost_no_session"])
+    # Poisson(1) each: mean 1, standard error 1/sqrt(300) = 0.058
+    assert abs(np.mean(expired) - 1) < 0.25 and abs(np.mean(none) - 1) < 0.25
+
+
+def test_long_run_loss_and_queue_match_the_renewal_closed_form():
+    """Exponential up (U) and down (D) times, Session Expiry E, rate lam, no queue limit:
+    loss ratio (E + D) exp(-E/D) / (U + D), queued messages lam E[min(X, E)^2] / (2 (U + D))
+    per consumer (sim.analytic)."""
+    from sim import analytic
+
+    U, D, E, lam, n = 100.0, 20.0, 15.0, 2.0, 200
+    d = {"name": "renewal", "horizon": 200_000, "broker": {"max queued messages": 0},
+         "mqttConsumer": {"clients": n, "session expiry interval": E, "clean start": False, "qos": 1,
+                          "outages": {"up": {"distribution": "exponential", "mean": U},
+                                      "down": {"distribution": "exponential", "mean": D}}},
+         "mqttPublisher": {"qos": 1, "rate": lam}}
+    res = sim.run(sim.load_scenario(d), seed=5, stream="counts")
+    assert res.summary["loss_ratio"] == pytest.approx(analytic.loss_ratio(U, D, E), rel=0.02)
+    assert res.summary["queued_messages_mean"] / n == pytest.approx(analytic.mean_queued(U, D, E, lam), rel=0.03)
+
+
+def test_means_over_replications_agree_with_the_message_by_message_engine():
+    """Both engines draw their own streams: over 30 replications each, the means of the loss
+    ratio, the memory mean and peak, and the queued messages agree (Welch t test)."""
+    from scipy import stats
+
+    d = {**FLEET, "horizon": 4 * 3600,
+         "mqttConsumer": {**FLEET["mqttConsumer"], "clients": 6, "session expiry interval": 300,
+                          "outages": {"up": {"distribution": "exponential", "mean": "10m"},
+                                      "down": {"distribution": "lognormal", "median": "4m", "sigma": 1},
+                                      "leave probability": 0.05, "replace departed": True}},
+         "broker": {"profile": "mosquitto", "max queued messages": 100}}
+    scn = sim.load_scenario(d)
+    cols = ["loss_ratio", "memory_mean_bytes", "memory_peak_bytes", "queued_messages_mean", "lost_session_expired"]
+    exact = pd.DataFrame([sim.run(scn, seed=s, engine="exact").summary[cols] for s in range(30)])
+    counts = pd.DataFrame([sim.run(scn, seed=s, stream="counts").summary[cols] for s in range(30)])
+    for c in cols:
+        p = stats.ttest_ind(exact[c], counts[c], equal_var=False).pvalue
+        assert p > 0.001, (c, exact[c].mean(), counts[c].mean(), p)
