@@ -192,6 +192,13 @@ class _Records:
         return r
 
     @staticmethod
+    def concat(parts: list) -> "_Records":
+        r = _Records()
+        for c in _Records.COLS:
+            setattr(r, c, np.concatenate([getattr(p, c) for p in parts]))
+        return r
+
+    @staticmethod
     def join(a: "_Records", b: "_Records") -> "_Records":
         r = _Records()
         for c in _Records.COLS:
@@ -301,7 +308,7 @@ class CountsEngine:
         self.cids, self.id_block, self.id_departed, self.nb = [], [], [], []
         cut_rate = sum(c.clients * 2.0 / max(c.outages.up.mean + c.outages.down.mean, 1e-9) for c in scn.consumers)
         span = max(self.epoch_cuts / max(cut_rate, 1e-300), 1.0)
-        n_epochs = max(1, int(math.ceil(H / span)))
+        n_epochs = self.n_epochs = max(1, int(math.ceil(H / span)))
         self.bounds = np.minimum(np.arange(n_epochs + 1) * span, H)
         self.bounds[-1] = H
         self.buckets: dict[int, list] = {}
@@ -319,6 +326,7 @@ class CountsEngine:
         self.order_next = 0
         self.N0 = 0  # messages published before the current epoch
         self.carry = _Records()
+        self.parked: list[_Records] = []
         # memory state carried from epoch to epoch
         self.rows_state = np.zeros(5, np.int64)  # bytes per category (4), sessions
         self.D = 0  # distinct messages in the shared store
@@ -528,7 +536,16 @@ class CountsEngine:
         if last:
             assert done.all()
         self._settle(recs.take(done), has[done], expires[done], resumed[done], discard[done])
+        # offline to the horizon with nothing left to change (no expiry, no queue that moves):
+        # parked until the horizon gives them their message count
+        park = ~done & (recs.on >= H) & (recs.x == INF) & ~(has & self.queued[recs.blk] & (recs.release >= T1))
+        if park.any():
+            self.parked.append(recs.take(park))
+            done |= park
         self.carry = recs.take(~done)
+        if e == self.n_epochs - 2 and self.parked:  # the last epoch settles them
+            self.carry = _Records.join(_Records.concat(self.parked), self.carry)
+            self.parked = []
         self.N0 = int(N[-1])
         if last:
             self.published = int(N[-1])
@@ -558,7 +575,9 @@ class CountsEngine:
         no_session = np.where(r.final, 0, no_session)  # not routed to a departed client
         pending = has & ~expires & (r.on >= H)
         f = r.final
-        n = len(self.F)
+        ids, inv = np.unique(r.id, return_inverse=True)
+        m = len(ids)
+        add = np.zeros((m, self.F.shape[1]))
         for fate, v, mask in (("session_expired", kept, expires), ("clean_start", kept, discard),
                               ("delivered", kept, resumed & ~discard), ("pending", kept, pending),
                               ("queue_full", full, None), ("qos0_offline", qos0, None),
@@ -570,11 +589,11 @@ class CountsEngine:
                 if not sel.any():
                     continue
                 name = departed_fate(fate) if gone else fate
-                # sums of message counts: exact in float64 below 2**53
-                self.F[:, FATE_INDEX[name]] += np.rint(np.bincount(r.id[sel], weights=v[sel], minlength=n)).astype(np.int64)
+                add[:, FATE_INDEX[name]] += np.bincount(inv[sel], weights=v[sel], minlength=m)
+        self.F[ids] += np.rint(add).astype(np.int64)  # sums of message counts: exact in float64 below 2**53
         # messages while connected: the life's span minus its offline intervals
         nf = ~f
-        self.dc -= np.rint(np.bincount(r.id[nf], weights=(e[nf] - a[nf]), minlength=n)).astype(np.int64)
+        self.dc[ids] -= np.rint(np.bincount(inv[nf], weights=(e[nf] - a[nf]), minlength=m)).astype(np.int64)
         for i in np.unique(r.id[f]):
             self.id_departed[int(i)] = True
 
@@ -597,7 +616,7 @@ class CountsEngine:
                 recs.release[frz] = -INF  # never in a queue selection again; fates still settled at the end
                 q &= ~frz
         idx = np.flatnonzero(q)
-        idx = idx[np.argsort(recs.order[idx], kind="stable")]
+        # (records are kept in drop order: the carried ones, then the epoch's, each in order)
         a = recs.a[idx]
         jo = pos_off[idx]  # dropped at cut jo (0: before the epoch)
         jr = pos_rel[idx]  # released at cut jr (K: not in this epoch)
@@ -624,7 +643,7 @@ class CountsEngine:
         n0 = N[0]
         Pg = np.concatenate([[0.0], np.cumsum(g)])
         PNg = np.concatenate([[0.0], np.cumsum((Nk - n0) * g)])
-        Pf = np.concatenate([[0.0], np.cumsum(f(c))])
+        Pf = np.concatenate([[0.0], np.cumsum(0.5 * g * c)])  # f(c): all c arrivals
         room = (top - N[np.minimum(kt, K)]).astype(float)
         kc = np.minimum(kt, K - 1) if K else kt
         tail = np.where((kt < jr) & (room > 0), f(room, g[kc], c[kc]), 0.0) if K else np.zeros(len(a))
