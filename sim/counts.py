@@ -53,7 +53,7 @@ from . import renewal
 INF = math.inf
 STORE = 3
 #: connection changes of the whole fleet per epoch (the arrays of one epoch: about 200 bytes each)
-EPOCH_CUTS = 250_000
+EPOCH_CUTS = 125_000
 #: a queue limit of "unlimited", as a message count (far above any index a run reaches)
 NO_LIMIT = 1 << 60
 
