@@ -261,3 +261,29 @@ def test_means_over_replications_agree_with_the_message_by_message_engine():
     for c in cols:
         p = stats.ttest_ind(exact[c], counts[c], equal_var=False).pvalue
         assert p > 0.001, (c, exact[c].mean(), counts[c].mean(), p)
+
+
+def test_the_cli_runs_a_uint_max_horizon_scenario_with_a_progress_bar(tmp_path, capsys):
+    """data/scenarios/uint_max_horizon.yaml, shortened to 60 days: counts kept, progress shown."""
+    import yaml
+
+    from sim.cli import main
+
+    d = yaml.safe_load(open("data/scenarios/uint_max_horizon.yaml"))
+    assert d["horizon"] == "uint_max" and sim.load_scenario(d).horizon == UINT_MAX
+    d["horizon"], d["mqttConsumer"]["clients"] = "60d", 50
+    path = tmp_path / "short.yaml"
+    path.write_text(yaml.safe_dump(d))
+    import sys
+
+    saved = sys.modules["sim.run"].MAX_MESSAGES
+    sys.modules["sim.run"].MAX_MESSAGES = 1_000_000  # 60 days at 1/s: 5.2 million messages, kept as counts
+    try:
+        assert main(["run", str(path), "--seed", "2", "--out", str(tmp_path / "out")]) == 0
+    finally:
+        sys.modules["sim.run"].MAX_MESSAGES = saved
+    out = capsys.readouterr()
+    assert "simulated time" in out.err and "100%" in out.err
+    assert "publish stream kept as counts" in out.out
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv").iloc[0]
+    assert summary["published"] > 5_000_000 and summary["departures"] >= 0
