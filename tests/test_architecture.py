@@ -47,6 +47,7 @@ LAYERS = [
     {"renewal"},
     {"broker"},
     {"clients", "interval", "downtime"},
+    {"counts"},
     {"run", "analytic"},
     {"sweep"},
     {"compare", "study", "advise"},
