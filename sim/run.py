@@ -157,13 +157,17 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     msgs = _expected_messages(scenario)
     if stream == "auto":
         stream = "counts" if msgs > MAX_MESSAGES else "times"
+        refused = _counts_refusals(scenario, engine, record_messages, record_events, warmup) if stream == "counts" else []
+        if refused:
+            raise ValueError(f"horizon: this run would publish about {msgs:,.0f} messages (rate x horizon), more than "
+                             f"one run can hold with every publish time ({MAX_MESSAGES:,}); the stream could be kept as "
+                             "counts, but not here: " + "; ".join(refused) + "; lower mqttPublisher.rate or the horizon")
     if stream == "counts":
         return _run_counts(scenario, int(seed), engine, record_messages, record_events, record_memory, memory_points,
                            warmup, progress, msgs)
     if msgs > MAX_MESSAGES:
         raise ValueError(f"horizon: this run would publish about {msgs:,.0f} messages (rate x horizon), more than one "
-                         f"run can hold with every publish time ({MAX_MESSAGES:,}); stream='counts' would keep them as "
-                         "counts, but not for this scenario: " + "; ".join(_counts_reasons(scenario)))
+                         f"run can hold with every publish time ({MAX_MESSAGES:,}): use stream='counts' or 'auto'")
     if record_events is None:
         record_events = _expected_connection_changes(scenario) <= AUTO_EVENT_ROWS
     chosen = _choose_engine(scenario, engine, record_messages is True, warmup)
@@ -223,25 +227,27 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
                   fates.messages_frame() if record_messages else None, time.perf_counter() - started, "exact", storms)
 
 
-def _counts_reasons(scenario: Scenario) -> list[str]:
+def _counts_refusals(scenario: Scenario, engine: str, record_messages, record_events, warmup: float) -> list[str]:
+    """Why a run cannot keep its publish stream as counts (empty: it can)."""
     from .counts import unsupported
 
-    return unsupported(scenario)
-
-
-def _run_counts(scenario: Scenario, seed: int, engine: str, record_messages, record_events, record_memory: bool,
-                memory_points, warmup: float, progress: bool, msgs: float) -> Result:
-    """A run over a stream kept as counts (sim.counts), or a clear refusal naming why not."""
     reasons = []
     if engine == "exact":
         reasons.append("engine='exact' (the message-by-message engine draws every publish time)")
-    reasons += _counts_reasons(scenario)
+    reasons += unsupported(scenario)
     if warmup > 0:
         reasons.append("warmup > 0 (the interval engine measures from t = 0)")
     if record_messages:
         reasons.append("record_messages=True (per-message records)")
     if record_events:
         reasons.append("record_events=True (event rows: the counts stream only counts events)")
+    return reasons
+
+
+def _run_counts(scenario: Scenario, seed: int, engine: str, record_messages, record_events, record_memory: bool,
+                memory_points, warmup: float, progress: bool, msgs: float) -> Result:
+    """A run over a stream kept as counts (sim.counts), or a clear refusal naming why not."""
+    reasons = _counts_refusals(scenario, engine, record_messages, record_events, warmup)
     if reasons:
         why = (f"this run would publish about {msgs:,.0f} messages, more than can be held with every publish "
                f"time ({MAX_MESSAGES:,}), and " if msgs > MAX_MESSAGES else "")
