@@ -223,7 +223,7 @@ def renewal_scenarios(draw):
             "mqttConsumer": consumers, "mqttPublisher": publishers}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(d=renewal_scenarios(), seed=seeds)
 def test_whole_lives_agree_with_the_exact_engine(d, seed):
     scn = sim.load_scenario(d)
