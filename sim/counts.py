@@ -302,7 +302,8 @@ class CountsEngine:
     def run(self, progress: bool = False) -> "CountsEngine":
         scn, H = self.scn, self.H
         consumer_seed, publisher_seed = np.random.SeedSequence(self.seed).spawn(2)
-        self.rng = np.random.default_rng(publisher_seed)  # the stream's counts, stretch after stretch
+        # the stream's counts, stretch after stretch; expiry instants split them from their own stream
+        self.rng, self.split_rng = (np.random.default_rng(x) for x in publisher_seed.spawn(2))
         self.prefixes = client_id_prefixes(scn.consumers)
         self.count = [0] * len(scn.consumers)
         self.cids, self.id_block, self.id_departed, self.nb = [], [], [], []
@@ -433,11 +434,8 @@ class CountsEngine:
         p_on = inv[2 + n_off + n_x:2 + n_off + n_x + int(mo.sum())]
         g = np.diff(C)
         K = len(g)
-        c = self.rng.poisson(self.rate * g).astype(np.int64)
-        N = np.empty(K + 1, np.int64)
-        N[0] = self.N0
-        np.cumsum(c, out=N[1:])
-        N[1:] += self.N0
+        N = self._stream(C, inv, 2 + n_off, n_x)
+        c = np.diff(N)
         if self.keep_stream:
             self.stream_cuts.append((C.copy(), N.copy()))
 
@@ -550,6 +548,42 @@ class CountsEngine:
         self.N0 = int(N[-1])
         if last:
             self.published = int(N[-1])
+
+    def _stream(self, C: np.ndarray, inv: np.ndarray, x0: int, n_x: int) -> np.ndarray:
+        """The message index N at each cut. Counts are drawn between the cuts every policy
+        shares (drops, reconnects, the epoch's ends, the midpoint: the same for the same seed
+        whatever the Session Expiry Interval), so runs of different policies see the same
+        messages; a Session Expiry instant then splits its stretch's count binomially (given
+        c Poisson arrivals on a stretch, each falls before the instant with probability
+        (instant - start) / length), from a stream of its own."""
+        base = np.ones(len(C), bool)
+        base[inv[x0:x0 + n_x]] = False
+        base[inv[:x0]] = True  # an expiry at the same instant as a drop or the epoch's ends
+        base[inv[x0 + n_x:]] = True
+        Cb = C[base]
+        cb = self.rng.poisson(self.rate * np.diff(Cb)).astype(np.int64)
+        Nb = np.empty(len(Cb), np.int64)
+        Nb[0] = self.N0
+        np.cumsum(cb, out=Nb[1:])
+        Nb[1:] += self.N0
+        N = np.empty(len(C), np.int64)
+        N[base] = Nb
+        xs = np.flatnonzero(~base)
+        if len(xs):
+            k = (np.cumsum(base) - 1)[xs]  # the shared stretch each expiry instant falls in
+            end = Cb[k + 1]
+            first = np.r_[True, k[1:] != k[:-1]]
+            left = np.where(first, Cb[k], C[xs - 1])  # the previous cut (the stretch's start or an expiry)
+            rank = np.arange(len(xs)) - np.maximum.accumulate(np.where(first, np.arange(len(xs)), 0))
+            taken = np.zeros(len(xs), np.int64)
+            for r in range(int(rank.max()) + 1):  # earlier instants of a stretch first
+                at = np.flatnonzero(rank == r)
+                before = taken[at - 1] if r else np.zeros(len(at), np.int64)
+                rest = cb[k[at]] - before
+                share = (C[xs[at]] - left[at]) / (end[at] - left[at])
+                taken[at] = before + self.split_rng.binomial(rest, share)
+            N[xs] = Nb[k] + taken
+        return N
 
     def _grow(self, n: int) -> None:
         if n > len(self.F):
