@@ -302,7 +302,8 @@ class CountsEngine:
     def run(self, progress: bool = False) -> "CountsEngine":
         scn, H = self.scn, self.H
         consumer_seed, publisher_seed = np.random.SeedSequence(self.seed).spawn(2)
-        self.rng = np.random.default_rng(publisher_seed)  # the stream's counts, stretch after stretch
+        # the stream's counts, stretch after stretch; expiry instants split them from their own stream
+        self.rng, self.split_rng = (np.random.default_rng(x) for x in publisher_seed.spawn(2))
         self.prefixes = client_id_prefixes(scn.consumers)
         self.count = [0] * len(scn.consumers)
         self.cids, self.id_block, self.id_departed, self.nb = [], [], [], []
@@ -433,11 +434,8 @@ class CountsEngine:
         p_on = inv[2 + n_off + n_x:2 + n_off + n_x + int(mo.sum())]
         g = np.diff(C)
         K = len(g)
-        c = self.rng.poisson(self.rate * g).astype(np.int64)
-        N = np.empty(K + 1, np.int64)
-        N[0] = self.N0
-        np.cumsum(c, out=N[1:])
-        N[1:] += self.N0
+        N = self._stream(C, inv, 2 + n_off, n_x)
+        c = np.diff(N)
         if self.keep_stream:
             self.stream_cuts.append((C.copy(), N.copy()))
 
@@ -515,21 +513,22 @@ class CountsEngine:
             fin = new.final
             np.add.at(self.dc, recs.id[n_old:][fin], recs.a[n_old:][fin])  # up to the departure
 
-        state = np.zeros((K + 1, 5), np.int64)
+        # one row per column (bytes per category, sessions), one column per cut: contiguous rows
+        state = np.zeros((5, K + 1), np.int64)
         if rp:
             pos, cats = np.concatenate(rp), np.concatenate(rc)
             nbytes, sess = np.concatenate(rb).astype(float), np.concatenate(rs).astype(float)
-            state[:, :4] = np.bincount(pos * 4 + cats, weights=nbytes, minlength=4 * (K + 1)).reshape(K + 1, 4)
-            state[:, 4] = np.bincount(pos, weights=sess, minlength=K + 1)
-        np.cumsum(state, axis=0, out=state)
-        state += self.rows_state
-        self.rows_state = state[-1].copy()
+            state[:4] = np.bincount(cats * (K + 1) + pos, weights=nbytes, minlength=4 * (K + 1)).reshape(4, K + 1)
+            state[4] = np.bincount(pos, weights=sess, minlength=K + 1)
+        np.cumsum(state, axis=1, out=state)
+        state += self.rows_state[:, None]
+        self.rows_state = state[:, -1].copy()
 
         pos_off = np.zeros(len(recs), np.int64)  # drops before the epoch: cut 0
         pos_off[n_old:] = p_off
         pos_rel = np.where(expires, px, np.where(recs.on < H, pon, -1))
         pos_rel = np.where(pos_rel >= 0, pos_rel, K)  # released at this cut (K: not in this epoch)
-        self._memory(recs, C, N, c, g, state[:K], has, cat, T0, T1, last, pos_off, pos_rel)
+        self._memory(recs, C, N, c, g, state[:, :K], has, cat, T0, T1, last, pos_off, pos_rel)
 
         # settle the intervals that ended in this epoch (all of them at the horizon)
         done = recs.e >= 0
@@ -549,6 +548,42 @@ class CountsEngine:
         self.N0 = int(N[-1])
         if last:
             self.published = int(N[-1])
+
+    def _stream(self, C: np.ndarray, inv: np.ndarray, x0: int, n_x: int) -> np.ndarray:
+        """The message index N at each cut. Counts are drawn between the cuts every policy
+        shares (drops, reconnects, the epoch's ends, the midpoint: the same for the same seed
+        whatever the Session Expiry Interval), so runs of different policies see the same
+        messages; a Session Expiry instant then splits its stretch's count binomially (given
+        c Poisson arrivals on a stretch, each falls before the instant with probability
+        (instant - start) / length), from a stream of its own."""
+        base = np.ones(len(C), bool)
+        base[inv[x0:x0 + n_x]] = False
+        base[inv[:x0]] = True  # an expiry at the same instant as a drop or the epoch's ends
+        base[inv[x0 + n_x:]] = True
+        Cb = C[base]
+        cb = self.rng.poisson(self.rate * np.diff(Cb)).astype(np.int64)
+        Nb = np.empty(len(Cb), np.int64)
+        Nb[0] = self.N0
+        np.cumsum(cb, out=Nb[1:])
+        Nb[1:] += self.N0
+        N = np.empty(len(C), np.int64)
+        N[base] = Nb
+        xs = np.flatnonzero(~base)
+        if len(xs):
+            k = (np.cumsum(base) - 1)[xs]  # the shared stretch each expiry instant falls in
+            end = Cb[k + 1]
+            first = np.r_[True, k[1:] != k[:-1]]
+            left = np.where(first, Cb[k], C[xs - 1])  # the previous cut (the stretch's start or an expiry)
+            rank = np.arange(len(xs)) - np.maximum.accumulate(np.where(first, np.arange(len(xs)), 0))
+            taken = np.zeros(len(xs), np.int64)
+            for r in range(int(rank.max()) + 1):  # earlier instants of a stretch first
+                at = np.flatnonzero(rank == r)
+                before = taken[at - 1] if r else np.zeros(len(at), np.int64)
+                rest = cb[k[at]] - before
+                share = (C[xs[at]] - left[at]) / (end[at] - left[at])
+                taken[at] = before + self.split_rng.binomial(rest, share)
+            N[xs] = Nb[k] + taken
+        return N
 
     def _grow(self, n: int) -> None:
         if n > len(self.F):
@@ -681,12 +716,12 @@ class CountsEngine:
 
         ent, body = self.ent, self.body
         per = ent + (0 if self.shared else body)
-        sess_total = sess[:, :4].sum(axis=1)
+        sess_total = sess[0] + sess[1] + sess[2] + sess[3]
         total_end = sess_total + per * Q_end + (body * D_end if self.shared else 0)
         if K:
             self.peak = max(self.peak, int(total_end.max()))
             self.qpeak = max(self.qpeak, int(Q_end.max()))
-        areas = [float((sess[:, i] * g).sum()) for i in range(4)]
+        areas = [float(np.dot(sess[i].astype(float), g)) for i in range(4)]
         areas[1] += per * q_secs[0]
         areas[2] += per * q_secs[1]
         if self.shared:
@@ -734,7 +769,7 @@ class CountsEngine:
             on = (k[None, :] >= JO) & (k[None, :] < JR)
             qs += np.where(on, np.minimum(N[n_at][None, :], T) - A, 0).sum(axis=0)
         D = np.where(second, D_end[k], D_start[k])
-        S = sess[k]
+        S = sess[:, k].T
         st = body * D if self.shared else np.zeros(len(k))
         cats = [S[:, 0], S[:, 1] + per * (qn - qs), S[:, 2] + per * qs, S[:, 3] + st]
         msg = (0 if self.shared else body) * qn + st
@@ -782,8 +817,9 @@ def _previous_greater(v: np.ndarray) -> np.ndarray:
     """For each ``i``, the largest ``j < i`` with ``v[j] > v[i]`` (-1: none), by pointer jumping
     (the values skipped lie between a candidate and ``i`` and are no greater than ``v[i]``)."""
     n = len(v)
-    p = np.arange(-1, n - 1, dtype=np.int64)
-    live = np.arange(1, n, dtype=np.int64)
+    v = v.astype(np.int32)  # cut positions and indices of one epoch: 32 bits (faster gathers)
+    p = np.arange(-1, n - 1, dtype=np.int32)
+    live = np.arange(1, n, dtype=np.int32)
     while live.size:
         pl = p[live]
         done = (pl < 0) | (v[np.maximum(pl, 0)] > v[live])
@@ -795,8 +831,9 @@ def _previous_greater(v: np.ndarray) -> np.ndarray:
 def _next_at_least(v: np.ndarray) -> np.ndarray:
     """For each ``i``, the smallest ``j > i`` with ``v[j] >= v[i]`` (``len(v)``: none)."""
     n = len(v)
-    p = np.arange(1, n + 1, dtype=np.int64)
-    live = np.arange(0, n - 1, dtype=np.int64)
+    v = v.astype(np.int32)
+    p = np.arange(1, n + 1, dtype=np.int32)
+    live = np.arange(0, n - 1, dtype=np.int32)
     while live.size:
         pl = p[live]
         done = (pl >= n) | (v[np.minimum(pl, n - 1)] >= v[live])
