@@ -11,9 +11,11 @@ holding the stream, in time order, one *epoch* (a stretch of simulated time hold
 2. the epoch's *cuts* are every instant at which something in the fleet changes (a drop, a
    reconnect, a Session Expiry, the epoch's ends); the publish stream, a Poisson process
    with the publishers' summed rate, is drawn as the number of messages between
-   consecutive cuts (independent Poisson counts, one draw per stretch from the run's
-   publisher stream), so the message index ``N(t)`` at every cut is exact, and every
-   offline interval's queue is a range of it (drop-new keeps the first ``q``);
+   consecutive cuts that every policy shares (drops, reconnects: independent Poisson counts,
+   one draw per stretch), and a Session Expiry instant splits its stretch's count
+   binomially from a stream of its own (so policies run with the same seed see the same
+   messages); the message index ``N(t)`` at every cut is exact, and every offline
+   interval's queue is a range of it (drop-new keeps the first ``q``);
 3. fates are settled per offline interval as :func:`sim.renewal.play` settles them;
 4. broker memory is summed over the stretches: the sessions' own bytes change only at cuts;
    queue entries and the shared message store only grow between cuts (arrivals), and
