@@ -53,7 +53,6 @@ from .protocol import FATES, departed_fate
 from . import renewal
 
 INF = math.inf
-STORE = 3
 #: connection changes of the whole fleet per epoch (the arrays of one epoch: about 200 bytes each)
 EPOCH_CUTS = 125_000
 #: a queue limit of "unlimited", as a message count (far above any index a run reaches)
@@ -116,49 +115,6 @@ def _limit(scenario: Scenario, c) -> int | None:
         caps.append(b.max_queued_bytes // p.payload_bytes if b.queue_bytes_check == "fits"
                     else -(-b.max_queued_bytes // p.payload_bytes))
     return min(caps) if caps else None
-
-
-# --------------------------------------------------------------------------- nearest active session
-
-
-def _sparse_max(v: np.ndarray) -> list[np.ndarray]:
-    """levels[j][i] = max(v[i : i + 2**j]) (shorter at the end)."""
-    levels = [v]
-    j = 1
-    while (1 << j) <= len(v):
-        prev = levels[-1]
-        h = 1 << (j - 1)
-        levels.append(np.maximum(prev[:len(prev) - h], prev[h:]))
-        j += 1
-    return levels
-
-
-def _previous_above(levels: list[np.ndarray], end: np.ndarray, threshold: np.ndarray) -> np.ndarray:
-    """For each query, the largest index ``i < end`` with ``v[i] > threshold`` (-1: none)."""
-    pos = end.astype(np.int64).copy()
-    for j in range(len(levels) - 1, -1, -1):
-        w = 1 << j
-        lv = levels[j]
-        start = pos - w
-        ok = start >= 0
-        s = np.where(ok, start, 0)
-        skip = ok & (lv[np.minimum(s, len(lv) - 1)] <= threshold) & (s < len(lv))
-        pos = np.where(skip, start, pos)
-    return pos - 1  # pos is 0 (none) or one past the answer
-
-
-def _next_above(levels: list[np.ndarray], begin: np.ndarray, threshold: np.ndarray) -> np.ndarray:
-    """For each query, the smallest index ``i >= begin`` with ``v[i] > threshold`` (len(v): none)."""
-    n = len(levels[0])
-    pos = begin.astype(np.int64).copy()
-    for j in range(len(levels) - 1, -1, -1):
-        w = 1 << j
-        lv = levels[j]
-        ok = pos + w <= n
-        s = np.minimum(pos, len(lv) - 1)
-        skip = ok & (lv[s] <= threshold)
-        pos = np.where(skip, pos + w, pos)
-    return pos
 
 
 # --------------------------------------------------------------------------- the engine
