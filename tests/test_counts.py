@@ -12,6 +12,8 @@ agreement in distribution with the message-by-message engine.
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,9 @@ import sim
 from sim import interval
 from sim.counts import CountsEngine, unsupported
 from sim.interval import IntervalEngine, Stream
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_engines import renewal_scenarios  # noqa: E402
 
 UINT_MAX = 4_294_967_295
 
@@ -81,52 +86,15 @@ def lockstep(scn) -> bool:
     return any(c.outages.up.kind == "fixed" and c.outages.down.kind == "fixed" for c in scn.consumers)
 
 
-def distributions(draw):
-    kind = draw(st.sampled_from(["exponential", "lognormal", "fixed"]))
-    if kind == "exponential":
-        return {"distribution": "exponential", "mean": draw(st.sampled_from([0.5, 2.0, 5.0]))}
-    if kind == "lognormal":
-        return {"distribution": "lognormal", "median": draw(st.sampled_from([1.0, 3.0])), "sigma": 1.0}
-    return {"distribution": "fixed", "value": draw(st.sampled_from([0.5, 1.0, 3.0]))}
-
-
-expiry = st.sampled_from([0, 1, 2, 10, UINT_MAX])
-
-
 @st.composite
 def counts_scenarios(draw):
-    """Every broker and session setting the counts path supports."""
-    broker = {"max queued messages": draw(st.sampled_from([0, 2, 10])),
-              "max queued bytes": draw(st.sampled_from([0, 0, 600])),
-              "queue full policy": "drop-new",
-              "queue qos0 messages": draw(st.booleans()),
-              "queue limits count qos0": draw(st.booleans()),
-              "shared message store": draw(st.booleans()),
-              "max session expiry interval": draw(st.sampled_from([UINT_MAX, 3])),
-              "uint max never expires": draw(st.booleans()),
-              "queue entry overhead bytes": draw(st.sampled_from([0, 56])),
-              "message overhead bytes": draw(st.sampled_from([0, 100])),
-              "session overhead bytes": draw(st.sampled_from([0, 300]))}
-    qos = draw(st.integers(0, 2))
-    consumers = []
-    for _ in range(draw(st.integers(1, 2))):
-        o = {"up": distributions(draw), "down": distributions(draw),
-             "leave probability": draw(st.sampled_from([0.0, 0.05, 0.3])),
-             "replace departed": draw(st.booleans())}
-        if draw(st.booleans()):
-            o["disconnect"] = "clean"
-            if draw(st.booleans()):
-                o["disconnect session expiry interval"] = draw(expiry)
-        if draw(st.booleans()):
-            o["reconnect clean start"] = draw(st.booleans())
-        consumers.append({"clients": draw(st.integers(1, 6)), "session expiry interval": draw(expiry),
-                          "clean start": draw(st.booleans()), "qos": draw(st.sampled_from([qos, 2])),
-                          "topic filter": "#", "auto reconnect": draw(st.sampled_from([True, True, True, False])),
-                          "outages": o})
-    publishers = [{"clients": draw(st.integers(1, 2)), "qos": qos, "topic": "t/x",
-                   "payload bytes": draw(st.sampled_from([0, 200])), "rate": draw(st.sampled_from([0.5, 2.0, 5.0]))}]
-    return {"name": "counts", "horizon": draw(st.sampled_from([30, 300, 2000])), "broker": broker,
-            "mqttConsumer": consumers, "mqttPublisher": publishers}
+    """Every broker and session setting the counts path supports: test_engines' fleets with
+    drawn outages, with one message size (one topic) and the broker's own byte overheads."""
+    d = draw(renewal_scenarios())
+    d["broker"] = {**d["broker"], "message overhead bytes": draw(st.sampled_from([0, 100])),
+                   "session overhead bytes": draw(st.sampled_from([0, 300]))}
+    d["mqttPublisher"] = [{**p, "topic": "t/x"} for p in d["mqttPublisher"]]
+    return d
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -173,8 +141,6 @@ def test_run_keeps_counts_and_says_so():
 
 
 def test_auto_keeps_counts_past_the_message_limit(monkeypatch):
-    import sys
-
     run_module = sys.modules["sim.run"]
 
     scn = sim.load_scenario(FLEET)
@@ -274,8 +240,6 @@ def test_the_cli_runs_a_uint_max_horizon_scenario_with_a_progress_bar(tmp_path, 
     d["horizon"], d["mqttConsumer"]["clients"] = "60d", 50
     path = tmp_path / "short.yaml"
     path.write_text(yaml.safe_dump(d))
-    import sys
-
     saved = sys.modules["sim.run"].MAX_MESSAGES
     sys.modules["sim.run"].MAX_MESSAGES = 1_000_000  # 60 days at 1/s: 5.2 million messages, kept as counts
     try:
