@@ -39,6 +39,7 @@ messages are the union of the sessions' ranges, kept as one number updated at ea
 """
 from __future__ import annotations
 
+import heapq
 import math
 
 import numpy as np
@@ -47,7 +48,8 @@ from . import protocol
 from .config import Scenario, client_id_prefixes
 from .entities import CONNECTED, OFFLINE, STRANDED
 from .eventlog import EventLog
-from .ledger import DUPLICATES, FATE_INDEX, ROUTED, FateLedger
+from .interval import _matches, queue_limit, unsupported as interval_unsupported
+from .ledger import FATE_INDEX, ROUTED, FateLedger
 from .memory import COLUMNS, summary_stats
 from .protocol import FATES, departed_fate
 from . import renewal
@@ -61,8 +63,6 @@ NO_LIMIT = 1 << 60
 
 def unsupported(scenario: Scenario) -> list[str]:
     """What keeps ``scenario`` from running over a stream kept as counts (empty: it can)."""
-    from .interval import _matches, unsupported as interval_unsupported
-
     out = list(interval_unsupported(scenario))
     cfg = scenario.broker
     if not scenario.publishers:
@@ -101,20 +101,10 @@ def unsupported(scenario: Scenario) -> list[str]:
 
 def _limit(scenario: Scenario, c) -> int | None:
     """A consumer block's queue capacity in messages (None: unlimited), as sim.interval computes it."""
-    b = scenario.broker
     if not scenario.publishers:
         return None
     p = scenario.publishers[0]
-    qos = protocol.delivered_qos(p.qos, c.qos)
-    if not (qos > 0 or b.queue_limits_count_qos0):
-        return None
-    caps = []
-    if b.max_queued_messages:
-        caps.append(b.max_queued_messages)
-    if b.max_queued_bytes and p.payload_bytes > 0:
-        caps.append(b.max_queued_bytes // p.payload_bytes if b.queue_bytes_check == "fits"
-                    else -(-b.max_queued_bytes // p.payload_bytes))
-    return min(caps) if caps else None
+    return queue_limit(scenario.broker, protocol.delivered_qos(p.qos, c.qos), p.payload_bytes)
 
 
 # --------------------------------------------------------------------------- the engine
@@ -123,7 +113,7 @@ def _limit(scenario: Scenario, c) -> int | None:
 class _Records:
     """Offline intervals (one per drop) not settled yet, as columns."""
 
-    COLS = ("id", "blk", "off", "on", "final", "x", "end", "held", "release", "a", "h", "e", "order")
+    COLS = ("id", "blk", "off", "on", "final", "x", "end", "release", "a", "h", "e")
 
     def __init__(self):
         self.id = np.zeros(0, np.int64)
@@ -133,12 +123,10 @@ class _Records:
         self.final = np.zeros(0, bool)
         self.x = np.zeros(0)
         self.end = np.zeros(0)
-        self.held = np.zeros(0)
         self.release = np.zeros(0)
         self.a = np.zeros(0, np.int64)
         self.h = np.zeros(0, np.int64)
         self.e = np.zeros(0, np.int64)
-        self.order = np.zeros(0, np.int64)
 
     def __len__(self):
         return len(self.id)
@@ -154,13 +142,6 @@ class _Records:
         r = _Records()
         for c in _Records.COLS:
             setattr(r, c, np.concatenate([getattr(p, c) for p in parts]))
-        return r
-
-    @staticmethod
-    def join(a: "_Records", b: "_Records") -> "_Records":
-        r = _Records()
-        for c in _Records.COLS:
-            setattr(r, c, np.concatenate([getattr(a, c), getattr(b, c)]))
         return r
 
 
@@ -203,24 +184,13 @@ class CountsEngine:
         self.queued = np.empty(len(blocks), bool)
         self.again = np.empty(len(blocks), bool)
         self.errors = np.empty(len(blocks), bool)
-        self.fixed = np.array([cfg.session_overhead_bytes + cfg.subscription_overhead_bytes
-                               + len(b.topic_filter.encode()) for b in blocks], dtype=np.int64)
         limit = _limit(scenario, blocks[0]) if blocks else None
         self.L = NO_LIMIT if limit is None else int(limit)
         for i, b in enumerate(blocks):
-            out = b.outages
-            interval = protocol.effective_expiry(b.session_expiry_interval, cfg.max_session_expiry_interval)
-            errors = False
-            if out.disconnect == "clean":
-                o = protocol.disconnect_expiry(b.session_expiry_interval, interval,
-                                               out.disconnect_session_expiry_interval, cfg.max_session_expiry_interval)
-                interval, errors = o.interval, o.protocol_error
-            d = protocol.expiry_delay(interval, cfg.uint_max_never_expires)
+            d, self.errors[i], self.again[i] = renewal.session_terms(b, cfg)
             self.delay[i] = INF if d is None else float(d)
-            self.errors[i] = errors
-            qos = protocol.delivered_qos(p0.qos, b.qos)
-            self.queued[i] = protocol.queued_while_offline(qos, cfg.queue_qos0_messages)
-            self.again[i] = b.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
+            self.queued[i] = protocol.queued_while_offline(protocol.delivered_qos(p0.qos, b.qos),
+                                                           cfg.queue_qos0_messages)
 
     # ----------------------------------------------------------------- identifiers and lives
     def _new_id(self, block: int) -> int:
@@ -229,7 +199,7 @@ class CountsEngine:
         self.cids.append(cid)
         self.id_block.append(block)
         self.id_departed.append(False)
-        self.nb.append(int(self.fixed[block]) + len(cid.encode()))
+        self.nb.append(renewal.session_bytes(self.cfg, self.scn.consumers[block], cid))
         return len(self.cids) - 1
 
     def _start_life(self, si: int, life) -> None:
@@ -252,8 +222,6 @@ class CountsEngine:
                 if j > i:
                     self.buckets.setdefault(e, []).append((st.id, st.block, offs[i:j], on[i:j], final[i:j], si))
         if life.departed:
-            import heapq
-
             heapq.heappush(self.departures, (float(offs[-1]), st.block, st.slot, si))
 
     # ----------------------------------------------------------------- driver
@@ -282,7 +250,6 @@ class CountsEngine:
             self._start_life(si, next(st.lives))
         self.F = np.zeros((max(16, 2 * len(self.slots)), len(FATES)), np.int64)
         self.dc = np.zeros(len(self.F), np.int64)  # per identifier: messages while connected
-        self.order_next = 0
         self.N0 = 0  # messages published before the current epoch
         self.carry = _Records()
         self.parked: list[_Records] = []
@@ -325,8 +292,6 @@ class CountsEngine:
     # ----------------------------------------------------------------- one epoch
     def _new_records(self, e: int, T1: float):
         """The drops of epoch ``e`` (replacements join, in time order, as their predecessors leave)."""
-        import heapq
-
         joins = []
         while self.departures and self.departures[0][0] < T1:
             t, bi, _slot, si = heapq.heappop(self.departures)
@@ -352,15 +317,12 @@ class CountsEngine:
         for col in ("id", "blk", "off", "on", "final"):
             setattr(r, col, getattr(r, col)[order])
         n = len(r.off)
-        r.order = self.order_next + np.arange(n, dtype=np.int64)
-        self.order_next += n
         H = self.H
         d = self.delay[r.blk]
         has = d != 0
         x = r.off + d
         r.x = np.where(has & (x < H), x, INF)
         r.end = np.minimum(r.on, H)
-        r.held = np.where(has, np.minimum(r.x, r.end), r.off)
         expires = r.x <= r.end
         r.release = np.where(expires, r.x, np.where(r.on < H, r.on, INF))
         r.a = np.full(n, -1, np.int64)
@@ -372,7 +334,7 @@ class CountsEngine:
         H = self.H
         new, joins = self._new_records(e, T1)
         self._grow(len(self.cids))
-        recs = self.carry if new is None else _Records.join(self.carry, new)
+        recs = self.carry if new is None else _Records.concat([self.carry, new])
         n_old = len(self.carry)
 
         def inside(t):
@@ -501,7 +463,7 @@ class CountsEngine:
             done |= park
         self.carry = recs.take(~done)
         if e == self.n_epochs - 2 and self.parked:  # the last epoch settles them
-            self.carry = _Records.join(_Records.concat(self.parked), self.carry)
+            self.carry = _Records.concat([*self.parked, self.carry])
             self.parked = []
         self.N0 = int(N[-1])
         if last:
@@ -637,9 +599,10 @@ class CountsEngine:
         Pg = np.concatenate([[0.0], np.cumsum(g)])
         PNg = np.concatenate([[0.0], np.cumsum((Nk - n0) * g)])
         Pf = np.concatenate([[0.0], np.cumsum(0.5 * g * c)])  # f(c): all c arrivals
+        # (every epoch has at least one stretch: its bounds differ)
         room = (top - N[np.minimum(kt, K)]).astype(float)
-        kc = np.minimum(kt, K - 1) if K else kt
-        tail = np.where((kt < jr) & (room > 0), f(room, g[kc], c[kc]), 0.0) if K else np.zeros(len(a))
+        kc = np.minimum(kt, K - 1)
+        tail = np.where((kt < jr) & (room > 0), f(room, g[kc], c[kc]), 0.0)
 
         al = (a - n0).astype(float)
         full_rate = float(L) if L < NO_LIMIT else 0.0  # a queue that never fills has no full part
@@ -668,17 +631,15 @@ class CountsEngine:
         # D on stretch k: carried, minus releases at cuts 0..k, plus growth on stretches before k
         D_start = self.D - np.cumsum(freed_at[:K]) + np.concatenate([[0], np.cumsum(grow)[:-1]])
         D_end = D_start + grow
-        if K:
-            self.D = int(D_end[-1] - freed_at[K])
+        self.D = int(D_end[-1] - freed_at[K])
         D_int = D_start * g + f(grow.astype(float))
 
         ent, body = self.ent, self.body
         per = ent + (0 if self.shared else body)
         sess_total = sess[0] + sess[1] + sess[2] + sess[3]
         total_end = sess_total + per * Q_end + (body * D_end if self.shared else 0)
-        if K:
-            self.peak = max(self.peak, int(total_end.max()))
-            self.qpeak = max(self.qpeak, int(Q_end.max()))
+        self.peak = max(self.peak, int(total_end.max()))
+        self.qpeak = max(self.qpeak, int(Q_end.max()))
         areas = [float(np.dot(sess[i].astype(float), g)) for i in range(4)]
         areas[1] += per * q_secs[0]
         areas[2] += per * q_secs[1]
@@ -693,9 +654,9 @@ class CountsEngine:
             self.marked += float((sess_total[:kmid] * g[:kmid]).sum()) + per * q_half + (
                 body * float(D_int[:kmid].sum()) if self.shared else 0.0)
         if last:
-            self.final_total = int(total_end[-1]) if K else int(sess_total[-1])
-            self.final_queued = int(Q_end[-1]) if K else 0
-        if self.record_memory and K:
+            self.final_total = int(total_end[-1])
+            self.final_queued = int(Q_end[-1])
+        if self.record_memory:
             self._frame_rows(C, N, c, g, sess, Q_start, Q_end, D_start, D_end, total_end, per, body,
                              (a[stranded], top[stranded], jo[stranded], jr[stranded]), frozen[1])
 
@@ -721,11 +682,11 @@ class CountsEngine:
         # the stranded sessions' queues at these rows (few: counted one by one)
         sa, stop, sjo, sjr = strand
         qs = np.full(len(k), frozen_stranded)
+        n_at = N[np.where(second, k + 1, k)][None, :]  # N at the row: start or end of the stretch
         for i in range(0, len(sa), 256):
-            n_at = np.where(second, k + 1, k)  # N at the row: start or end of the stretch
             A, T, JO, JR = sa[i:i + 256, None], stop[i:i + 256, None], sjo[i:i + 256, None], sjr[i:i + 256, None]
             on = (k[None, :] >= JO) & (k[None, :] < JR)
-            qs += np.where(on, np.minimum(N[n_at][None, :], T) - A, 0).sum(axis=0)
+            qs += np.where(on, np.minimum(n_at, T) - A, 0).sum(axis=0)
         D = np.where(second, D_end[k], D_start[k])
         S = sess[:, k].T
         st = body * D if self.shared else np.zeros(len(k))
@@ -749,7 +710,6 @@ class CountsEngine:
         counts = np.zeros((n, len(FATES) + 2), np.int64)
         counts[:, :len(FATES)] = F
         counts[:, ROUTED] = F.sum(axis=1)
-        counts[:, DUPLICATES] = 0
         self.fates.counts = counts.tolist()
         for i in np.flatnonzero(departed):
             self.fates.depart(int(i))

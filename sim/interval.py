@@ -91,6 +91,20 @@ def unsupported(scenario: Scenario) -> list[str]:
     return sorted(set(out))
 
 
+def queue_limit(b, qos: int, payload: int) -> int | None:
+    """A queue's capacity in messages of ``payload`` bytes delivered at ``qos`` (None:
+    unlimited): the broker's message and byte limits, where they count these messages."""
+    if not (qos > 0 or b.queue_limits_count_qos0):
+        return None
+    caps = []
+    if b.max_queued_messages:
+        caps.append(b.max_queued_messages)
+    if b.max_queued_bytes and payload > 0:
+        caps.append(b.max_queued_bytes // payload if b.queue_bytes_check == "fits"
+                    else -(-b.max_queued_bytes // payload))
+    return min(caps) if caps else None
+
+
 def _matches(topic_filter: str, p) -> bool:
     return any(protocol.topic_matches(topic_filter, p.topic_of(k)) for k in range(p.clients))
 
@@ -308,16 +322,7 @@ class IntervalEngine:
         qos = protocol.delivered_qos(first.qos, c.qos) if first else 0
         payload = first.payload_bytes if first else 0
         mei = float(first.message_expiry_interval) if first and first.message_expiry_interval is not None else None
-        counted = qos > 0 or b.queue_limits_count_qos0
-        limit = None
-        if counted:
-            caps = []
-            if b.max_queued_messages:
-                caps.append(b.max_queued_messages)
-            if b.max_queued_bytes and payload > 0:
-                caps.append(b.max_queued_bytes // payload if b.queue_bytes_check == "fits"
-                            else -(-b.max_queued_bytes // payload))
-            limit = min(caps) if caps else None
+        limit = queue_limit(b, qos, payload)
         return _Group(s.t if isinstance(idx, range) else s.t[idx], idx, qos, payload, mei, limit, key)
 
     # ----------------------------------------------------------------- memory

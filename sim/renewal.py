@@ -107,6 +107,27 @@ def _first(mask: np.ndarray, default: int) -> int:
     return i if mask[i] else default
 
 
+def session_bytes(cfg, block, cid: str) -> int:
+    """A consumer's session and its one subscription, in broker memory."""
+    return cfg.session_overhead_bytes + len(cid.encode()) + cfg.subscription_overhead_bytes + \
+        len(block.topic_filter.encode())
+
+
+def session_terms(block, cfg) -> tuple[float | None, bool, bool]:
+    """A consumer block's sessions after each disconnect: the delay to their expiry (None:
+    never, 0: they end with the connection; §3.1.2.11.2, a DISCONNECT's new interval
+    §3.14.2.2.2), whether that DISCONNECT is a protocol error, and Clean Start at reconnects."""
+    out = block.outages
+    interval = protocol.effective_expiry(block.session_expiry_interval, cfg.max_session_expiry_interval)
+    errors = False
+    if out.disconnect == "clean":
+        o = protocol.disconnect_expiry(block.session_expiry_interval, interval, out.disconnect_session_expiry_interval,
+                                       cfg.max_session_expiry_interval)
+        interval, errors = o.interval, o.protocol_error
+    again = block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
+    return protocol.expiry_delay(interval, cfg.uint_max_never_expires), errors, again
+
+
 def play(eng, block, g, idx: int, cid: str, life: Life) -> None:
     """Books the fates, event counts, session memory rows and queue ranges of one life."""
     cfg, H = eng.cfg, eng.H
@@ -121,17 +142,8 @@ def play(eng, block, g, idx: int, cid: str, life: Life) -> None:
         if n:
             counts[fate] = counts.get(fate, 0) + n
 
-    nb = cfg.session_overhead_bytes + len(cid.encode()) + cfg.subscription_overhead_bytes + \
-        len(block.topic_filter.encode())
-    interval = protocol.effective_expiry(block.session_expiry_interval, cfg.max_session_expiry_interval)
-    kind = out.disconnect
-    errors = False
-    if kind == "clean":
-        o = protocol.disconnect_expiry(block.session_expiry_interval, interval, out.disconnect_session_expiry_interval,
-                                       cfg.max_session_expiry_interval)
-        interval, errors = o.interval, o.protocol_error
-    delay = protocol.expiry_delay(interval, cfg.uint_max_never_expires)
-    again = block.clean_start if out.reconnect_clean_start is None else out.reconnect_clean_start
+    nb = session_bytes(cfg, block, cid)
+    delay, errors, again = session_terms(block, cfg)
 
     # connected intervals: [joined, off 0), [on i, off i+1), and [last on, H) when it ends online
     stops = np.r_[offs, H] if n_on == n_off else offs

@@ -155,16 +155,18 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
     if stream not in STREAMS:
         raise ValueError(f"stream: {stream!r} is not one of {', '.join(STREAMS)}")
     msgs = _expected_messages(scenario)
-    if stream == "auto":
-        stream = "counts" if msgs > MAX_MESSAGES else "times"
-        refused = _counts_refusals(scenario, engine, record_messages, record_events, warmup) if stream == "counts" else []
-        if refused:
+    chosen_stream = ("counts" if msgs > MAX_MESSAGES else "times") if stream == "auto" else stream
+    if chosen_stream == "counts":
+        refused = _counts_refusals(scenario, engine, record_messages, record_events, warmup)
+        if refused and stream == "auto":
             raise ValueError(f"horizon: this run would publish about {msgs:,.0f} messages (rate x horizon), more than "
                              f"one run can hold with every publish time ({MAX_MESSAGES:,}); the stream could be kept as "
                              "counts, but not here: " + "; ".join(refused) + "; lower mqttPublisher.rate or the horizon")
-    if stream == "counts":
-        return _run_counts(scenario, int(seed), engine, record_messages, record_events, record_memory, memory_points,
-                           warmup, progress, msgs)
+        if refused:
+            why = (f"this run would publish about {msgs:,.0f} messages, more than can be held with every publish "
+                   f"time ({MAX_MESSAGES:,}), and " if msgs > MAX_MESSAGES else "")
+            raise EngineError(f"stream 'counts': {why}it cannot keep the stream as counts here: " + "; ".join(refused))
+        return _run_counts(scenario, int(seed), record_memory, memory_points, progress)
     if msgs > MAX_MESSAGES:
         raise ValueError(f"horizon: this run would publish about {msgs:,.0f} messages (rate x horizon), more than one "
                          f"run can hold with every publish time ({MAX_MESSAGES:,}): use stream='counts' or 'auto'")
@@ -179,13 +181,7 @@ def run(scenario: Scenario, seed: int = 0, *, record_messages: bool | None = Non
         from .interval import IntervalEngine
 
         eng = IntervalEngine(scenario, int(seed), record_events, record_memory, memory_points).run(progress=progress)
-        eng.fates.check_conservation()
-        per_consumer = eng.fates.fates_frame()
-        stats, memory_frame = eng.memory_result()
-        storms = storm_frame(None, memory_frame, scenario.horizon)  # the interval engine takes no network outages
-        summary = _summary(scenario, seed, eng.fates, stats, eng.log, eng.sessions_final, per_consumer, storms)
-        return Result(scenario, int(seed), summary, per_consumer, thin(memory_frame, memory_points), eng.log.frame(), None,
-                      time.perf_counter() - started, "interval", storms)
+        return _interval_result(scenario, int(seed), eng, memory_points, started, "times")
     env = simpy.Environment()
     # the storm's peaks come from the whole step function: kept whenever there are network outages
     fates, log = FateLedger(record_messages, warmup), EventLog(record_events)
@@ -244,25 +240,25 @@ def _counts_refusals(scenario: Scenario, engine: str, record_messages, record_ev
     return reasons
 
 
-def _run_counts(scenario: Scenario, seed: int, engine: str, record_messages, record_events, record_memory: bool,
-                memory_points, warmup: float, progress: bool, msgs: float) -> Result:
-    """A run over a stream kept as counts (sim.counts), or a clear refusal naming why not."""
-    reasons = _counts_refusals(scenario, engine, record_messages, record_events, warmup)
-    if reasons:
-        why = (f"this run would publish about {msgs:,.0f} messages, more than can be held with every publish "
-               f"time ({MAX_MESSAGES:,}), and " if msgs > MAX_MESSAGES else "")
-        raise EngineError(f"stream 'counts': {why}it cannot keep the stream as counts here: " + "; ".join(reasons))
+def _run_counts(scenario: Scenario, seed: int, record_memory: bool, memory_points, progress: bool) -> Result:
+    """A run over a stream kept as counts (sim.counts); the caller has checked it can be."""
     from .counts import CountsEngine
 
     started = time.perf_counter()
     eng = CountsEngine(scenario, seed, record_memory, memory_points).run(progress=progress)
+    return _interval_result(scenario, seed, eng, memory_points, started, "counts")
+
+
+def _interval_result(scenario: Scenario, seed: int, eng, memory_points, started: float, stream: str) -> Result:
+    """The Result of an interval-engine run (every publish time, or counts): conservation
+    checked, fates per consumer, memory, the summary."""
     eng.fates.check_conservation()
     per_consumer = eng.fates.fates_frame()
     stats, memory_frame = eng.memory_result()
-    storms = storm_frame(None, memory_frame, scenario.horizon)
+    storms = storm_frame(None, memory_frame, scenario.horizon)  # the interval engine takes no network outages
     summary = _summary(scenario, seed, eng.fates, stats, eng.log, eng.sessions_final, per_consumer, storms)
     return Result(scenario, seed, summary, per_consumer, thin(memory_frame, memory_points), eng.log.frame(), None,
-                  time.perf_counter() - started, "interval", storms, stream="counts")
+                  time.perf_counter() - started, "interval", storms, stream=stream)
 
 
 def _network_plan(scenario: Scenario, root: np.random.SeedSequence) -> NetworkPlan | None:
