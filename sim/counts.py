@@ -313,7 +313,10 @@ class CountsEngine:
         r.off = np.concatenate([ch[2] for ch in chunks])
         r.on = np.concatenate([ch[3] for ch in chunks])
         r.final = np.concatenate([ch[4] for ch in chunks])
-        order = np.argsort(r.off, kind="stable")  # by drop time
+        order = np.argsort(r.off)  # by drop time (ties, possible with fixed up-times: in slot order)
+        so = r.off[order]
+        if len(so) > 1 and (so[1:] == so[:-1]).any():
+            order = np.argsort(r.off, kind="stable")
         for col in ("id", "blk", "off", "on", "final"):
             setattr(r, col, getattr(r, col)[order])
         n = len(r.off)
@@ -530,27 +533,25 @@ class CountsEngine:
         no_session = np.where(r.final, 0, no_session)  # not routed to a departed client
         pending = has & ~expires & (r.on >= H)
         f = r.final
-        ids, inv = np.unique(r.id, return_inverse=True)
+        # the identifiers present, numbered 0..m-1 (identifiers are dense: a presence table)
+        present = np.zeros(len(self.cids), bool)
+        present[r.id] = True
+        ids = np.flatnonzero(present)
         m = len(ids)
-        add = np.zeros((m, self.F.shape[1]))
-        for fate, v, mask in (("session_expired", kept, expires), ("clean_start", kept, discard),
-                              ("delivered", kept, resumed & ~discard), ("pending", kept, pending),
-                              ("queue_full", full, None), ("qos0_offline", qos0, None),
-                              ("no_session", no_session, None)):
-            if mask is not None:
-                v = np.where(mask, v, 0)
-            for gone in (False, True):
-                sel = f == gone
-                if not sel.any():
-                    continue
-                name = departed_fate(fate) if gone else fate
-                add[:, FATE_INDEX[name]] += np.bincount(inv[sel], weights=v[sel], minlength=m)
+        rank = np.cumsum(present) - 1
+        inv = rank[r.id]
+        values = np.stack([np.where(expires, kept, 0), np.where(discard, kept, 0),
+                           np.where(resumed & ~discard, kept, 0), np.where(pending, kept, 0), full, qos0, no_session])
+        cols = np.where(f[None, :], _SETTLE_COLUMNS[:, 1:2], _SETTLE_COLUMNS[:, 0:1])
+        w = self.F.shape[1]
+        add = np.bincount(((inv * w)[None, :] + cols).ravel(), weights=values.ravel().astype(float),
+                          minlength=m * w).reshape(m, w)
         self.F[ids] += np.rint(add).astype(np.int64)  # sums of message counts: exact in float64 below 2**53
         # messages while connected: the life's span minus its offline intervals
         nf = ~f
         self.dc[ids] -= np.rint(np.bincount(inv[nf], weights=(e[nf] - a[nf]), minlength=m)).astype(np.int64)
-        for i in np.unique(r.id[f]):
-            self.id_departed[int(i)] = True
+        for i in r.id[f].tolist():
+            self.id_departed[i] = True
 
     # ----------------------------------------------------------------- memory
     def _memory(self, recs, C, N, c, g, sess, has, cat, T0, T1, last, pos_off, pos_rel) -> None:
@@ -585,12 +586,15 @@ class CountsEngine:
         # a queue holds min(N[k] - a, L) at the start of stretch k (growing while N[k] < top), and
         # min(N[k + 1] - a, L) at its end; it takes all c arrivals while N[k + 1] <= top, then the room left
         left = np.searchsorted(N, top, "left")
+        right = left.copy()  # searchsorted(N, top, "right"): past the cuts whose N equals top
+        eq = np.flatnonzero(N[np.minimum(right, K)] == top)
+        while eq.size:
+            right[eq] += 1
+            eq = eq[(right[eq] <= K) & (N[np.minimum(right[eq], K)] == top[eq])]
         ks = np.clip(np.minimum(left, K), jo, jr)
         ke = np.clip(left - (N[0] < top), jo, jr)  # searchsorted(N[1:], top, "left")
-        kt = np.clip(np.searchsorted(N, top, "right") - (N[0] <= top), jo, jr)  # searchsorted(N[1:], top, "right")
-        held, _ = _ranges(K, jo, jr, None)
-        g_start, s_start = _ranges(K, jo, ks, a)
-        g_end, s_end = _ranges(K, jo, ke, a)
+        kt = np.clip(right - (N[0] <= top), jo, jr)  # searchsorted(N[1:], top, "right")
+        held, (g_start, s_start), (g_end, s_end) = _ranges(K, jo, a, jr, ks, ke)
         fixed = float(frozen.sum())
         Q_start = g_start * Nk - s_start + float(L) * (held - g_start) + fixed
         Q_end = g_end * Nk1 - s_end + float(L) * (held - g_end) + fixed
@@ -624,7 +628,7 @@ class CountsEngine:
 
         # the shared store: distinct messages held by any session
         if self.shared and len(idx):
-            grow, freed_at = _store_changes(a, top, jo, jr, N, c, K)
+            grow, freed_at = _store_changes(a, top, jo, jr, N, c, K, left)
         else:
             grow = np.zeros(K, np.int64)
             freed_at = np.zeros(K + 1, np.int64)
@@ -731,36 +735,48 @@ class CountsEngine:
         return stats, frame
 
 
+#: the fate columns _settle books, per fate: (column, column once the client has left for good)
+_SETTLE_COLUMNS = np.array([[FATE_INDEX[f], FATE_INDEX[departed_fate(f)]] for f in (
+    "session_expired", "clean_start", "delivered", "pending", "queue_full", "qos0_offline", "no_session")], np.int64)
+
+
 def _previous_greater(v: np.ndarray) -> np.ndarray:
     """For each ``i``, the largest ``j < i`` with ``v[j] > v[i]`` (-1: none), by pointer jumping
-    (the values skipped lie between a candidate and ``i`` and are no greater than ``v[i]``)."""
+    (the values skipped lie between a candidate and ``i`` and are no greater than ``v[i]``).
+    ``v``: cut positions of one epoch (non-negative, below 2**31)."""
     n = len(v)
-    v = v.astype(np.int32)  # cut positions and indices of one epoch: 32 bits (faster gathers)
-    p = np.arange(-1, n - 1, dtype=np.int32)
-    live = np.arange(1, n, dtype=np.int32)
+    w = np.empty(n + 1, np.int32)  # 32 bits: faster gathers; w[0]: a sentinel above every value
+    w[0] = np.iinfo(np.int32).max
+    w[1:] = v
+    p = np.arange(-1, n, dtype=np.int32)  # p[i]: the candidate for w[i], an index into w
+    p[0] = 0
+    live = np.arange(1, n + 1, dtype=np.int32)
     while live.size:
         pl = p[live]
-        done = (pl < 0) | (v[np.maximum(pl, 0)] > v[live])
-        live, pl = live[~done], pl[~done]
+        keep = w[pl] <= w[live]
+        live, pl = live[keep], pl[keep]
         p[live] = p[pl]
-    return p
+    return p[1:] - 1
 
 
 def _next_at_least(v: np.ndarray) -> np.ndarray:
     """For each ``i``, the smallest ``j > i`` with ``v[j] >= v[i]`` (``len(v)``: none)."""
     n = len(v)
-    v = v.astype(np.int32)
-    p = np.arange(1, n + 1, dtype=np.int32)
-    live = np.arange(0, n - 1, dtype=np.int32)
+    w = np.empty(n + 1, np.int32)  # w[n]: a sentinel at least every value
+    w[:n] = v
+    w[n] = np.iinfo(np.int32).max
+    p = np.arange(1, n + 2, dtype=np.int32)
+    p[n] = n
+    live = np.arange(0, n, dtype=np.int32)
     while live.size:
         pl = p[live]
-        done = (pl >= n) | (v[np.minimum(pl, n - 1)] >= v[live])
-        live, pl = live[~done], pl[~done]
+        keep = w[pl] < w[live]
+        live, pl = live[keep], pl[keep]
         p[live] = p[pl]
-    return p
+    return p[:n]
 
 
-def _store_changes(a, top, jo, jr, N, c, K: int):
+def _store_changes(a, top, jo, jr, N, c, K: int, left):
     """The shared store's distinct messages over an epoch's stretches: how many arrivals on
     each stretch are stored (those below the reach of the latest session still holding),
     and how many messages each cut's releases free (those of the released queue's range that
@@ -775,7 +791,7 @@ def _store_changes(a, top, jo, jr, N, c, K: int):
     # growth on stretch k: the latest session dropped by cut k that still holds on stretch k,
     # among those whose reach is above N[k] (walked back along pge: those skipped were released by k)
     dropped = np.cumsum(np.bincount(jo, minlength=K + 1))  # sessions dropped at or before each cut
-    lo = np.searchsorted(top, Nk, "right")
+    lo = np.cumsum(np.bincount(left, minlength=K + 1)[:K])  # searchsorted(top, Nk, "right")
     r = dropped[:K] - 1
     live = np.flatnonzero(r >= lo)
     p = np.full(K, -1, np.int64)
@@ -804,17 +820,17 @@ def _store_changes(a, top, jo, jr, N, c, K: int):
     return grow, freed_at
 
 
-def _ranges(K: int, lo: np.ndarray, hi: np.ndarray, w: np.ndarray | None):
+def _ranges(K: int, lo: np.ndarray, w: np.ndarray, hi: np.ndarray, *his: np.ndarray):
     """Over stretches 0..K-1: how many of the half-open index ranges [lo, hi) cover each
-    stretch, and the sum of their weights ``w`` (None: no sum)."""
-    lo = np.asarray(lo, np.int64)
-    hi = np.asarray(hi, np.int64)
-    ok = hi > lo
-    lo, hi = lo[ok], hi[ok]
-    cnt = np.bincount(lo, minlength=K + 1)[:K + 1] - np.bincount(hi, minlength=K + 1)[:K + 1]
-    cnt = np.cumsum(cnt)[:K]
-    if w is None:
-        return cnt, None
-    w = np.asarray(w)[ok].astype(float)  # message indices: sums exact in float64 below 2**53
-    s = np.bincount(lo, weights=w, minlength=K + 1)[:K + 1] - np.bincount(hi, weights=w, minlength=K + 1)[:K + 1]
-    return cnt, np.rint(np.cumsum(s)[:K]).astype(np.int64)
+    stretch; then, for each further upper end in ``his``, how many of [lo, that end) cover it
+    and the sum of their weights ``w``. Every upper end is at least ``lo``."""
+    B = np.bincount(lo, minlength=K + 1)[:K + 1]
+    held = np.cumsum(B - np.bincount(hi, minlength=K + 1)[:K + 1])[:K]
+    w = np.asarray(w).astype(float)  # message indices: sums exact in float64 below 2**53
+    W = np.bincount(lo, weights=w, minlength=K + 1)[:K + 1]
+    out = []
+    for h in his:
+        cnt = np.cumsum(B - np.bincount(h, minlength=K + 1)[:K + 1])[:K]
+        s = np.cumsum(W - np.bincount(h, weights=w, minlength=K + 1)[:K + 1])[:K]
+        out.append((cnt, np.rint(s).astype(np.int64)))
+    return held, *out

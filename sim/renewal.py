@@ -73,15 +73,20 @@ def iter_lives(block, streams, H: float):
         offs, ons = [], []
         last, departed = now, False
         while True:
-            seq = np.empty(2 * size + 1)
-            seq[0], seq[1::2], seq[2::2] = last, out.up.sample(up_rng, size), out.down.sample(down_rng, size)
-            cs = np.cumsum(seq)  # drop i at s[i] = (reconnect i-1) + up; back at e[i] = s[i] + down
-            s, e = cs[1::2], cs[2::2]
-            past = _first(s >= H, size)  # the first drop at or after the horizon (not simulated)
-            late = _first(e >= H, size)  # the first drop not back before the horizon (its life ends)
-            gone = _first(leave_rng.random(size) < p, size) if p > 0 else size
+            # the first drop for good in this block first: up- and down-times are drawn only up
+            # to it (each draw comes from its own stream, in sequence: the same values however
+            # many are drawn at a time)
             if not block.auto_reconnect:
                 gone = 0
+            else:
+                gone = _first(leave_rng.random(size) < p, size) if p > 0 else size
+            m = min(size, gone + 1)
+            seq = np.empty(2 * m + 1)
+            seq[0], seq[1::2], seq[2::2] = last, out.up.sample(up_rng, m), out.down.sample(down_rng, m)
+            cs = np.cumsum(seq)  # drop i at s[i] = (reconnect i-1) + up; back at e[i] = s[i] + down
+            s, e = cs[1::2], cs[2::2]
+            past = _first(s >= H, m)  # the first drop at or after the horizon (not simulated)
+            late = _first(e >= H, m)  # the first drop not back before the horizon (its life ends)
             if past <= min(gone, late):
                 if past < size:
                     offs.append(s[:past]), ons.append(e[:past])
