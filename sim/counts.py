@@ -211,16 +211,19 @@ class CountsEngine:
         if n:
             on = np.full(n, INF)
             on[:len(life.ons)] = life.ons
-            final = np.zeros(n, bool)
-            final[-1] = life.departed
             b = self.bounds
             e0 = int(np.searchsorted(b, offs[0], "right")) - 1
             e1 = int(np.searchsorted(b, offs[-1], "right")) - 1
             splits = [0, *np.searchsorted(offs, b[e0 + 1:e1 + 1], "left").tolist(), n]
+            buckets = self.buckets
             for k, e in enumerate(range(e0, e1 + 1)):
                 i, j = splits[k], splits[k + 1]
-                if j > i:
-                    self.buckets.setdefault(e, []).append((st.id, st.block, offs[i:j], on[i:j], final[i:j], si))
+                if j > i:  # (identifier, block, drops, reconnects, ends with the drop for good, slot)
+                    chunk = (st.id, st.block, offs[i:j], on[i:j], life.departed and j == n, si)
+                    if e in buckets:
+                        buckets[e].append(chunk)
+                    else:
+                        buckets[e] = [chunk]
         if life.departed:
             heapq.heappush(self.departures, (float(offs[-1]), st.block, st.slot, si))
 
@@ -262,6 +265,7 @@ class CountsEngine:
         self.marked = 0.0
         self.peak = 0
         self.qpeak = 0
+        self.Q_last = 0.0
         self.frame_parts: list[np.ndarray] = []
         bins = max(1, ((self.memory_points or 100_000) - 1) // 3)
         self.grid = np.linspace(0.0, H, bins + 1)
@@ -305,20 +309,28 @@ class CountsEngine:
         chunks = self.buckets.pop(e, [])
         if not chunks:
             return None, joins
-        chunks.sort(key=lambda ch: ch[5])  # slot by slot: at the same instant, block by block, slot by slot
-        lens = np.array([len(ch[2]) for ch in chunks])
-        r = _Records()
-        r.id = np.repeat(np.array([ch[0] for ch in chunks], np.int64), lens)
-        r.blk = np.repeat(np.array([ch[1] for ch in chunks], np.int64), lens)
-        r.off = np.concatenate([ch[2] for ch in chunks])
-        r.on = np.concatenate([ch[3] for ch in chunks])
-        r.final = np.concatenate([ch[4] for ch in chunks])
-        order = np.argsort(r.off)  # by drop time (ties, possible with fixed up-times: in slot order)
-        so = r.off[order]
+        off = np.concatenate([ch[2] for ch in chunks])
+        order = np.argsort(off)  # by drop time
+        so = off[order]
         if len(so) > 1 and (so[1:] == so[:-1]).any():
-            order = np.argsort(r.off, kind="stable")
-        for col in ("id", "blk", "off", "on", "final"):
-            setattr(r, col, getattr(r, col)[order])
+            # drops at the same instant (possible with fixed up-times): block by block, slot by slot
+            chunks.sort(key=lambda ch: ch[5])
+            off = np.concatenate([ch[2] for ch in chunks])
+            order = np.argsort(off, kind="stable")
+            so = off[order]
+        lens = np.array([len(ch[2]) for ch in chunks])
+        ends = np.cumsum(lens)
+        r = _Records()
+        r.off = so
+        r.on = np.concatenate([ch[3] for ch in chunks])[order]
+        r.id = np.repeat(np.array([ch[0] for ch in chunks], np.int64), lens)[order]
+        if len(self.scn.consumers) == 1:
+            r.blk = np.zeros(len(so), np.int64)
+        else:
+            r.blk = np.repeat(np.array([ch[1] for ch in chunks], np.int64), lens)[order]
+        final = np.zeros(len(so), bool)
+        final[ends[np.array([ch[4] for ch in chunks], bool)] - 1] = True
+        r.final = final[order]
         n = len(r.off)
         H = self.H
         d = self.delay[r.blk]
@@ -457,7 +469,7 @@ class CountsEngine:
         done = recs.e >= 0
         if last:
             assert done.all()
-        self._settle(recs.take(done), has[done], expires[done], resumed[done], discard[done])
+        self._settle(recs, done, has, expires, resumed, discard)
         # offline to the horizon with nothing left to change (no expiry, no queue that moves):
         # parked until the horizon gives them their message count
         park = ~done & (recs.on >= H) & (recs.x == INF) & ~(has & self.queued[recs.blk] & (recs.release >= T1))
@@ -518,9 +530,9 @@ class CountsEngine:
             self.F, self.dc = F, dc
 
     # ----------------------------------------------------------------- fates
-    def _settle(self, r: _Records, has, expires, resumed, discard) -> None:
-        """Fates of finished offline intervals, as sim.renewal.play books them."""
-        if not len(r):
+    def _settle(self, r: _Records, done, has, expires, resumed, discard) -> None:
+        """Fates of the offline intervals that finished (``done``), as sim.renewal.play books them."""
+        if not done.any():
             return
         H = self.H
         a, h, e = r.a, r.h, r.e
@@ -533,24 +545,26 @@ class CountsEngine:
         no_session = np.where(r.final, 0, no_session)  # not routed to a departed client
         pending = has & ~expires & (r.on >= H)
         f = r.final
+        # (computed for every record, booked for those done: most are, a few carry to the next epoch)
         # the identifiers present, numbered 0..m-1 (identifiers are dense: a presence table)
         present = np.zeros(len(self.cids), bool)
-        present[r.id] = True
+        present[r.id[done]] = True
         ids = np.flatnonzero(present)
         m = len(ids)
         rank = np.cumsum(present) - 1
-        inv = rank[r.id]
+        inv = np.maximum(rank[r.id], 0)  # (an identifier not done: any bin, its weights are 0)
         values = np.stack([np.where(expires, kept, 0), np.where(discard, kept, 0),
                            np.where(resumed & ~discard, kept, 0), np.where(pending, kept, 0), full, qos0, no_session])
+        values *= done
         cols = np.where(f[None, :], _SETTLE_COLUMNS[:, 1:2], _SETTLE_COLUMNS[:, 0:1])
         w = self.F.shape[1]
         add = np.bincount(((inv * w)[None, :] + cols).ravel(), weights=values.ravel().astype(float),
                           minlength=m * w).reshape(m, w)
         self.F[ids] += np.rint(add).astype(np.int64)  # sums of message counts: exact in float64 below 2**53
         # messages while connected: the life's span minus its offline intervals
-        nf = ~f
+        nf = ~f & done
         self.dc[ids] -= np.rint(np.bincount(inv[nf], weights=(e[nf] - a[nf]), minlength=m)).astype(np.int64)
-        for i in r.id[f].tolist():
+        for i in r.id[f & done].tolist():
             self.id_departed[i] = True
 
     # ----------------------------------------------------------------- memory
@@ -594,9 +608,8 @@ class CountsEngine:
         ks = np.clip(np.minimum(left, K), jo, jr)
         ke = np.clip(left - (N[0] < top), jo, jr)  # searchsorted(N[1:], top, "left")
         kt = np.clip(right - (N[0] <= top), jo, jr)  # searchsorted(N[1:], top, "right")
-        held, (g_start, s_start), (g_end, s_end) = _ranges(K, jo, a, jr, ks, ke)
+        held, (g_end, s_end) = _ranges(K, jo, a, jr, ke)
         fixed = float(frozen.sum())
-        Q_start = g_start * Nk - s_start + float(L) * (held - g_start) + fixed
         Q_end = g_end * Nk1 - s_end + float(L) * (held - g_end) + fixed
         # each queue's queued-message seconds over the epoch, from prefix sums over the stretches
         n0 = N[0]
@@ -661,14 +674,19 @@ class CountsEngine:
             self.final_total = int(total_end[-1])
             self.final_queued = int(Q_end[-1])
         if self.record_memory:
-            self._frame_rows(C, N, c, g, sess, Q_start, Q_end, D_start, D_end, total_end, per, body,
+            rel = jr < K  # what each queue holds when it is released
+            released = (jr[rel], np.minimum(N[jr[rel]], top[rel]) - a[rel])
+            self._frame_rows(C, N, c, g, sess, released, Q_end, D_start, D_end, total_end, per, body,
                              (a[stranded], top[stranded], jo[stranded], jr[stranded]), frozen[1])
+        self.Q_last = float(Q_end[-1])  # queued messages at the epoch's end
 
-    def _frame_rows(self, C, N, c, g, sess, Q_start, Q_end, D_start, D_end, total_end, per, body, strand,
+    def _frame_rows(self, C, N, c, g, sess, released, Q_end, D_start, D_end, total_end, per, body, strand,
                     frozen_stranded) -> None:
         """Rows of the memory frame, per equal time bin: the value at the start of its first
         stretch, and the values just before the end of its largest stretch and of its last
-        (shown at their last arrival)."""
+        (shown at their last arrival). ``released``: the cut of each queue released in the
+        epoch and what it held then (queued messages at the start of a stretch: at the end of
+        the one before, less the queues released at the cut between them)."""
         K = len(g)
         grid = self.grid
         b0 = int(np.searchsorted(grid, C[0], "right")) - 1
@@ -682,7 +700,14 @@ class CountsEngine:
         k = np.concatenate([starts, peaks, ends])
         second = np.r_[np.zeros(len(starts), bool), np.ones(2 * len(starts), bool)]
         t = np.where(second, np.where(c[k] > 0, C[k] + g[k] * c[k] / (c[k] + 1.0), C[k]), C[k])
-        qn = np.where(second, Q_end[k], Q_start[k])
+        n_start = len(starts)
+        jr, held = released
+        at = np.zeros(K + 1, bool)
+        at[starts] = True
+        on = at[jr]
+        freed = np.bincount(jr[on], weights=held[on], minlength=K + 1)[starts]
+        q_start = np.where(starts > 0, Q_end[np.maximum(starts - 1, 0)], self.Q_last) - freed
+        qn = np.concatenate([q_start, Q_end[k[n_start:]]])
         # the stranded sessions' queues at these rows (few: counted one by one)
         sa, stop, sjo, sjr = strand
         qs = np.full(len(k), frozen_stranded)
