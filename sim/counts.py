@@ -766,39 +766,61 @@ _SETTLE_COLUMNS = np.array([[FATE_INDEX[f], FATE_INDEX[departed_fate(f)]] for f 
 
 
 def _previous_greater(v: np.ndarray) -> np.ndarray:
-    """For each ``i``, the largest ``j < i`` with ``v[j] > v[i]`` (-1: none), by pointer jumping
-    (the values skipped lie between a candidate and ``i`` and are no greater than ``v[i]``).
-    ``v``: cut positions of one epoch (non-negative, below 2**31)."""
+    """For each ``i``, the largest ``j < i`` with ``v[j] > v[i]`` (-1: none)."""
     n = len(v)
-    w = np.empty(n + 1, np.int32)  # 32 bits: faster gathers; w[0]: a sentinel above every value
-    w[0] = np.iinfo(np.int32).max
-    w[1:] = v
-    p = np.arange(-1, n, dtype=np.int32)  # p[i]: the candidate for w[i], an index into w
-    p[0] = 0
-    live = np.arange(1, n + 1, dtype=np.int32)
-    while live.size:
-        pl = p[live]
-        keep = w[pl] <= w[live]
-        live, pl = live[keep], pl[keep]
-        p[live] = p[pl]
-    return p[1:] - 1
+    return n - 1 - _next_reaching(v[::-1], strict=True)[::-1]
 
 
 def _next_at_least(v: np.ndarray) -> np.ndarray:
     """For each ``i``, the smallest ``j > i`` with ``v[j] >= v[i]`` (``len(v)``: none)."""
+    return _next_reaching(v, strict=False)
+
+
+_TOP = np.iinfo(np.int32).max
+
+
+def _next_reaching(v: np.ndarray, strict: bool, tail: int = 64, block: int = 128) -> np.ndarray:
+    """For each ``i``, the smallest ``j > i`` with ``v[j] >= v[i]`` (``v[j] > v[i]`` if
+    ``strict``; ``len(v)``: none). ``v``: cut positions of one epoch (0 <= v < 2**31 - 1).
+
+    Pointer jumping (a candidate's own candidate is the next one worth looking at: the values
+    skipped are below ``v[i]``), then, for the few long chains left, a search by blocks: the
+    first later block whose maximum reaches ``v[i]``, and the first element in it that does."""
     n = len(v)
-    w = np.empty(n + 1, np.int32)  # w[n]: a sentinel at least every value
+    w = np.empty(n + 1, np.int32)  # 32 bits: faster gathers; w[n]: a sentinel above every value
     w[:n] = v
-    w[n] = np.iinfo(np.int32).max
+    w[n] = _TOP
     p = np.arange(1, n + 2, dtype=np.int32)
     p[n] = n
-    live = np.arange(0, n, dtype=np.int32)
-    while live.size:
-        pl = p[live]
-        keep = w[pl] < w[live]
-        live, pl = live[keep], pl[keep]
-        p[live] = p[pl]
-    return p[:n]
+    live = np.flatnonzero((w[1:] <= w[:n]) if strict else (w[1:] < w[:n])).astype(np.int32)
+    wl = w[live]
+    while live.size > tail:
+        pl = p[p[live]]  # the current candidate falls short: its own candidate is next
+        p[live] = pl
+        wp = w[pl]
+        keep = (wp <= wl) if strict else (wp < wl)
+        live, wl = live[keep], wl[keep]
+    if live.size:
+        nb = -(-(n + 1) // block)
+        blocks = np.full(nb * block, _TOP, np.int32)
+        blocks[:n + 1] = w
+        blocks = blocks.reshape(nb, block)
+        top = blocks.max(axis=1)
+        b = live // block
+        rows = blocks[b]  # first in its own block, after it
+        ok = (rows > wl[:, None]) if strict else (rows >= wl[:, None])
+        ok &= np.arange(block)[None, :] > (live % block)[:, None]
+        found = ok.any(axis=1)
+        p[live[found]] = b[found] * block + ok[found].argmax(axis=1)
+        rest = np.flatnonzero(~found)
+        if rest.size:  # then in the first later block that reaches it (the sentinel's, at worst)
+            okb = (top[None, :] > wl[rest, None]) if strict else (top[None, :] >= wl[rest, None])
+            okb &= np.arange(nb)[None, :] > b[rest, None]
+            bb = okb.argmax(axis=1)
+            rows = blocks[bb]
+            ok = (rows > wl[rest, None]) if strict else (rows >= wl[rest, None])
+            p[live[rest]] = bb * block + ok.argmax(axis=1)
+    return p[:n].astype(np.int64)
 
 
 def _store_changes(a, top, jo, jr, N, c, K: int, left):

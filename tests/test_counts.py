@@ -267,3 +267,21 @@ def test_policies_share_the_publish_stream():
     for s in stay[1:]:
         pd.testing.assert_series_equal(s, stay[0])
     assert runs[1].summary["sessions_expired"] > 0 and runs[1].summary["lost_session_expired"] > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(v=st.lists(st.integers(0, 40), min_size=1, max_size=90), tail=st.sampled_from([0, 3, 64]),
+       block=st.sampled_from([1, 2, 7, 128]))
+def test_nearest_holders_match_a_direct_search(v, tail, block):
+    """The shared store's nearest holders (sim.counts._previous_greater, _next_at_least):
+    pointer jumping and the block search for long chains give what a direct search gives."""
+    from sim.counts import _next_reaching, _previous_greater, _next_at_least
+
+    n = len(v)
+    arr = np.array(v, np.int64)
+    previous = [max([j for j in range(i) if v[j] > v[i]], default=-1) for i in range(n)]
+    following = [min([j for j in range(i + 1, n) if v[j] >= v[i]], default=n) for i in range(n)]
+    assert _previous_greater(arr).tolist() == previous
+    assert _next_at_least(arr).tolist() == following
+    assert _next_reaching(arr, False, tail, block).tolist() == following
+    assert (n - 1 - _next_reaching(arr[::-1], True, tail, block)[::-1]).tolist() == previous
