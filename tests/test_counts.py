@@ -70,8 +70,8 @@ def assert_same_as_interval(scn, seed: int, epoch_cuts: int = 1_000_000, mode: s
     pd.testing.assert_frame_equal(a, b)
     assert ce.log.counters == ie.log.counters
     assert ce.sessions_final == ie.sessions_final
-    s1, _ = ce.memory_result()
-    s2, _ = ie.memory_result()
+    s1, fc = ce.memory_result()
+    s2, fi = ie.memory_result()  # (once: it settles the engine's memory records)
     if lockstep(scn) and (a.departed.any() or b.departed.any()):
         return ce  # identifiers of different lengths (device-9, device-10) hold different session bytes
     for k in ("memory_peak_bytes", "memory_final_bytes", "queued_messages_peak"):
@@ -79,7 +79,20 @@ def assert_same_as_interval(scn, seed: int, epoch_cuts: int = 1_000_000, mode: s
     for k in s1:
         assert math.isclose(s1[k], s2[k], rel_tol=1e-9, abs_tol=1e-6) or (math.isnan(s1[k]) and math.isnan(s2[k])), \
             (k, s1[k], s2[k])
+    if mode == "enumerate":  # (in closed form the interval engine's frame has its own breakpoints)
+        assert_frame_rows_on_the_step_function(fc, fi)
     return ce
+
+
+def assert_frame_rows_on_the_step_function(fc: pd.DataFrame, fi: pd.DataFrame) -> None:
+    """Every row of the counts engine's memory frame ``fc`` (a stretch's start, or its last
+    arrival) is the interval engine's step function ``fi`` at that time: all its columns."""
+    assert len(fc) and list(fc.columns) == list(fi.columns)
+    at = np.searchsorted(fi["time"].to_numpy(), fc["time"].to_numpy(), "right") - 1
+    assert (at >= 0).all()
+    want = fi.iloc[at].drop(columns="time").reset_index(drop=True)
+    got = fc.drop(columns="time").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
 def lockstep(scn) -> bool:
