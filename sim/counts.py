@@ -491,6 +491,12 @@ class CountsEngine:
         messages; a Session Expiry instant then splits its stretch's count binomially (given
         c Poisson arrivals on a stretch, each falls before the instant with probability
         (instant - start) / length), from a stream of its own."""
+        if n_x == 0:  # no Session Expiry instant in the epoch: every cut is shared
+            N = np.empty(len(C), np.int64)
+            N[0] = self.N0
+            np.cumsum(self.rng.poisson(self.rate * np.diff(C)), out=N[1:])
+            N[1:] += self.N0
+            return N
         base = np.ones(len(C), bool)
         base[inv[x0:x0 + n_x]] = False
         base[inv[:x0]] = True  # an expiry at the same instant as a drop or the epoch's ends
