@@ -171,7 +171,7 @@ def scenarios(draw):
             "mqttPublisher": publishers if len(publishers) > 1 else publishers[0]}
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(d=scenarios(), seed=seeds)
 def test_random_scenarios_agree(d, seed):
     scn = sim.load_scenario(d)
@@ -179,7 +179,7 @@ def test_random_scenarios_agree(d, seed):
     assert_same(scn, seed)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(d=scenarios(), seed=seeds, horizon=st.sampled_from([40, 200, 1000]))
 def test_random_scenarios_agree_whole_lives(d, seed, horizon):
     """Without event rows, consumers with drawn outages (no trace, no back-off) are computed a

@@ -213,7 +213,7 @@ REPLACEMENT_REPLAYS_SCHEDULE = {
 }
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(d=scenarios(), seed=seeds)
 @example(d=BACKOFF_PAST_NEXT_OUTAGE, seed=0)
 @example(d=REPLACEMENT_REPLAYS_SCHEDULE, seed=3)
