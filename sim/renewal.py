@@ -85,8 +85,11 @@ def iter_lives(block, streams, H: float):
             seq[0], seq[1::2], seq[2::2] = last, out.up.sample(up_rng, m), out.down.sample(down_rng, m)
             cs = np.cumsum(seq)  # drop i at s[i] = (reconnect i-1) + up; back at e[i] = s[i] + down
             s, e = cs[1::2], cs[2::2]
-            past = _first(s >= H, m)  # the first drop at or after the horizon (not simulated)
-            late = _first(e >= H, m)  # the first drop not back before the horizon (its life ends)
+            if e[-1] < H:  # (all of the block before the horizon)
+                past = late = m
+            else:
+                past = _first(s >= H, m)  # the first drop at or after the horizon (not simulated)
+                late = _first(e >= H, m)  # the first drop not back before the horizon (its life ends)
             if past <= min(gone, late):
                 if past < size:
                     offs.append(s[:past]), ons.append(e[:past])
