@@ -236,6 +236,7 @@ class CountsEngine:
         self.prefixes = client_id_prefixes(scn.consumers)
         self.count = [0] * len(scn.consumers)
         self.cids, self.id_block, self.id_departed, self.nb = [], [], [], []
+        self._nb_arr, self._nb_n = np.zeros(0, np.int64), 0
         cut_rate = sum(c.clients * 2.0 / max(c.outages.up.mean + c.outages.down.mean, 1e-9) for c in scn.consumers)
         span = max(self.epoch_cuts / max(cut_rate, 1e-300), 1.0)
         n_epochs = self.n_epochs = max(1, int(math.ceil(H / span)))
@@ -349,6 +350,7 @@ class CountsEngine:
         H = self.H
         new, joins = self._new_records(e, T1)
         self._grow(len(self.cids))
+        nb_all = self._session_bytes()
         recs = self.carry if new is None else _Records.concat([self.carry, new])
         n_old = len(self.carry)
 
@@ -396,7 +398,7 @@ class CountsEngine:
         again = self.again[recs.blk]
         resumed = has & ~expires & (recs.on < H)
         discard = resumed & again
-        nb = np.asarray(self.nb, np.int64)[recs.id]
+        nb = nb_all[recs.id]
         cat = np.where(recs.final, STRANDED, OFFLINE)
         rp, rc, rb, rs = [], [], [], []
 
@@ -424,7 +426,7 @@ class CountsEngine:
             jt = np.array([t for t, _ in joins])
             ji = np.array([i for _, i in joins], np.int64)
             jp = np.searchsorted(C, jt)
-            rows(jp, CONNECTED, np.asarray(self.nb, np.int64)[ji], 1)
+            rows(jp, CONNECTED, nb_all[ji], 1)
             np.subtract.at(self.dc, ji, N[jp])  # messages while connected count from the join
             self.log.tally("connect", len(joins))
         ex = np.flatnonzero(mx & expires)
@@ -448,26 +450,22 @@ class CountsEngine:
             fin = new.final
             np.add.at(self.dc, recs.id[n_old:][fin], recs.a[n_old:][fin])  # up to the departure
 
-        # the sessions' own bytes: their total on each stretch (a row at cut p counts from stretch p
-        # on), each category's byte-seconds over the epoch; the state carried to the next epoch
-        state0 = self.rows_state
+        # one row per column (bytes per category, sessions), one column per cut: contiguous rows
+        state = np.zeros((5, K + 1), np.int64)
         if rp:
-            srows = (np.concatenate(rp), np.concatenate(rc), np.concatenate(rb), np.concatenate(rs))
-        else:
-            srows = tuple(np.zeros(0, np.int64) for _ in range(4))
-        pos, cats, nbytes, _ = srows
-        wb = nbytes.astype(float)  # byte counts: sums exact in float64 below 2**53
-        sess_total = np.cumsum(np.rint(np.bincount(pos, weights=wb, minlength=K + 1)[:K]).astype(np.int64))
-        sess_total += int(state0[:4].sum())
-        areas = state0[:4] * (T1 - T0) + np.bincount(cats, weights=wb * (T1 - C[pos]), minlength=4)
-        self.rows_state = state0 + np.r_[np.rint(np.bincount(cats, weights=wb, minlength=4)).astype(np.int64),
-                                         int(srows[3].sum())]
+            pos, cats = np.concatenate(rp), np.concatenate(rc)
+            nbytes, sess = np.concatenate(rb).astype(float), np.concatenate(rs).astype(float)
+            state[:4] = np.bincount(cats * (K + 1) + pos, weights=nbytes, minlength=4 * (K + 1)).reshape(4, K + 1)
+            state[4] = np.bincount(pos, weights=sess, minlength=K + 1)
+        np.cumsum(state, axis=1, out=state)
+        state += self.rows_state[:, None]
+        self.rows_state = state[:, -1].copy()
 
         pos_off = np.zeros(len(recs), np.int64)  # drops before the epoch: cut 0
         pos_off[n_old:] = p_off
         pos_rel = np.where(expires, px, np.where(recs.on < H, pon, -1))
         pos_rel = np.where(pos_rel >= 0, pos_rel, K)  # released at this cut (K: not in this epoch)
-        self._memory(recs, C, N, c, g, (sess_total, areas, srows, state0), has, cat, T0, T1, last, pos_off, pos_rel)
+        self._memory(recs, C, N, c, g, state[:, :K], has, cat, T0, T1, last, pos_off, pos_rel)
 
         # settle the intervals that ended in this epoch (all of them at the horizon)
         done = recs.e >= 0
@@ -530,6 +528,17 @@ class CountsEngine:
             N[xs] = Nb[k] + taken
         return N
 
+    def _session_bytes(self) -> np.ndarray:
+        """Each identifier's session bytes, as an array (grown as identifiers join)."""
+        n, done = len(self.nb), self._nb_n
+        if n > len(self._nb_arr):
+            grown = np.zeros(max(n, 2 * len(self._nb_arr)), np.int64)
+            grown[:done] = self._nb_arr[:done]
+            self._nb_arr = grown
+        self._nb_arr[done:n] = self.nb[done:n]
+        self._nb_n = n
+        return self._nb_arr
+
     def _grow(self, n: int) -> None:
         if n > len(self.F):
             size = max(n, 2 * len(self.F))
@@ -580,8 +589,7 @@ class CountsEngine:
     # ----------------------------------------------------------------- memory
     def _memory(self, recs, C, N, c, g, sess, has, cat, T0, T1, last, pos_off, pos_rel) -> None:
         """Broker memory over the epoch's stretches: peak candidates, integrals, frame rows.
-        ``sess``: the sessions' own bytes in total on each stretch, their byte-seconds per
-        category, their rows (cut, category, bytes, sessions) and the state at the epoch's start."""
+        ``sess``: the sessions' own bytes per category and the session count on each stretch."""
         K = len(g)
         L = self.L
         Nk, Nk1 = N[:K], N[1:]
@@ -664,11 +672,11 @@ class CountsEngine:
 
         ent, body = self.ent, self.body
         per = ent + (0 if self.shared else body)
-        sess_total, sess_areas, srows, state0 = sess
+        sess_total = sess[0] + sess[1] + sess[2] + sess[3]
         total_end = sess_total + per * Q_end + (body * D_end if self.shared else 0)
         self.peak = max(self.peak, int(total_end.max()))
         self.qpeak = max(self.qpeak, int(Q_end.max()))
-        areas = [float(x) for x in sess_areas]
+        areas = [float(np.dot(sess[i].astype(float), g)) for i in range(4)]
         areas[1] += per * q_secs[0]
         areas[2] += per * q_secs[1]
         if self.shared:
@@ -687,11 +695,11 @@ class CountsEngine:
         if self.record_memory:
             rel = jr < K  # what each queue holds when it is released
             released = (jr[rel], np.minimum(N[jr[rel]], top[rel]) - a[rel])
-            self._frame_rows(C, N, c, g, srows, state0, released, Q_end, D_start, D_end, total_end, per, body,
+            self._frame_rows(C, N, c, g, sess, released, Q_end, D_start, D_end, total_end, per, body,
                              (a[stranded], top[stranded], jo[stranded], jr[stranded]), frozen[1])
         self.Q_last = float(Q_end[-1])  # queued messages at the epoch's end
 
-    def _frame_rows(self, C, N, c, g, srows, state0, released, Q_end, D_start, D_end, total_end, per, body, strand,
+    def _frame_rows(self, C, N, c, g, sess, released, Q_end, D_start, D_end, total_end, per, body, strand,
                     frozen_stranded) -> None:
         """Rows of the memory frame, per equal time bin: the value at the start of its first
         stretch, and the values just before the end of its largest stretch and of its last
@@ -728,20 +736,7 @@ class CountsEngine:
             on = (k[None, :] >= JO) & (k[None, :] < JR)
             qs += np.where(on, np.minimum(n_at, T) - A, 0).sum(axis=0)
         D = np.where(second, D_end[k], D_start[k])
-        # the sessions' own rows up to each row's stretch: a row at cut p counts from the first
-        # frame stretch at or after p on
-        kk = np.unique(k)
-        M = len(kk)
-        before = np.zeros(K + 2, np.int64)
-        before[kk + 1] = 1
-        np.cumsum(before, out=before)  # before[p]: frame stretches before cut p
-        pos, cats, nbytes, sessions = srows
-        j = before[pos]
-        S5 = np.empty((5, M + 1))
-        S5[:4] = np.bincount(cats * (M + 1) + j, weights=nbytes.astype(float), minlength=4 * (M + 1)).reshape(4, M + 1)
-        S5[4] = np.bincount(j, weights=sessions.astype(float), minlength=M + 1)
-        S5 = np.cumsum(np.rint(S5).astype(np.int64), axis=1)[:, :M] + state0[:, None]
-        S = S5[:, np.searchsorted(kk, k)].T
+        S = sess[:, k].T
         st = body * D if self.shared else np.zeros(len(k))
         cats = [S[:, 0], S[:, 1] + per * (qn - qs), S[:, 2] + per * qs, S[:, 3] + st]
         msg = (0 if self.shared else body) * qn + st
