@@ -572,10 +572,13 @@ class CountsEngine:
         m = len(ids)
         rank = np.cumsum(present) - 1
         inv = np.maximum(rank[r.id], 0)  # (an identifier not done: any bin, its weights are 0)
-        values = np.stack([np.where(expires, kept, 0), np.where(discard, kept, 0),
-                           np.where(resumed & ~discard, kept, 0), np.where(pending, kept, 0), full, qos0, no_session])
+        values = [np.where(expires, kept, 0), np.where(discard, kept, 0), np.where(resumed & ~discard, kept, 0),
+                  np.where(pending, kept, 0), full, qos0, no_session]
+        # (only the fates that occur: most runs book two or three of the seven)
+        used = [i for i, v in enumerate(values) if v.any()]
+        values = np.stack([values[i] for i in used]) if used else np.zeros((0, len(done)), np.int64)
         values *= done
-        cols = np.where(f[None, :], _SETTLE_COLUMNS[:, 1:2], _SETTLE_COLUMNS[:, 0:1])
+        cols = np.where(f[None, :], _SETTLE_COLUMNS[used, 1:2], _SETTLE_COLUMNS[used, 0:1])
         w = self.F.shape[1]
         add = np.bincount(((inv * w)[None, :] + cols).ravel(), weights=values.ravel().astype(float),
                           minlength=m * w).reshape(m, w)

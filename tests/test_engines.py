@@ -244,8 +244,14 @@ def test_unsupported_features_are_refused_by_name():
     with pytest.raises(EngineError, match="record_messages"):
         sim.run(sim.load_scenario({"horizon": 60, "mqttConsumer": {}, "mqttPublisher": {"rate": 1}}),
                 engine="interval", record_messages=True)
-    with pytest.raises(ValueError, match="engine: 'fast' is not one of"):
+    with pytest.raises(EngineError, match="mqttConsumer.network latency"):  # "fast": the interval engine
         sim.run(scn, engine="fast")
+    with pytest.raises(ValueError, match="engine: 'quick' is not one of auto, exact, interval, fast"):
+        sim.run(scn, engine="quick")
+    ok = sim.load_scenario({"horizon": 600, "mqttConsumer": {"clients": 3}, "mqttPublisher": {"rate": 1}})
+    fast, interval = sim.run(ok, seed=4, engine="fast"), sim.run(ok, seed=4, engine="interval")
+    assert fast.engine == "interval"
+    assert pd.Series(fast.summary).equals(pd.Series(interval.summary))  # (NaN where both are)
 
 
 def test_auto_picks_the_interval_engine_for_large_runs():
