@@ -202,30 +202,40 @@ class CountsEngine:
         self.nb.append(renewal.session_bytes(self.cfg, self.scn.consumers[block], cid))
         return len(self.cids) - 1
 
-    def _start_life(self, si: int, life) -> None:
-        """Files a life's drops under the epochs they fall in; a departure that is replaced
-        is queued, by time, for the epoch it falls in."""
-        st = self.slots[si]
-        offs = life.offs
-        n = len(offs)
-        if n:
-            on = np.full(n, INF)
-            on[:len(life.ons)] = life.ons
-            b = self.bounds
-            e0 = int(np.searchsorted(b, offs[0], "right")) - 1
-            e1 = int(np.searchsorted(b, offs[-1], "right")) - 1
-            splits = [0, *np.searchsorted(offs, b[e0 + 1:e1 + 1], "left").tolist(), n]
-            buckets = self.buckets
-            for k, e in enumerate(range(e0, e1 + 1)):
-                i, j = splits[k], splits[k + 1]
-                if j > i:  # (identifier, block, drops, reconnects, ends with the drop for good, slot)
-                    chunk = (st.id, st.block, offs[i:j], on[i:j], life.departed and j == n, si)
-                    if e in buckets:
-                        buckets[e].append(chunk)
-                    else:
-                        buckets[e] = [chunk]
-        if life.departed:
-            heapq.heappush(self.departures, (float(offs[-1]), st.block, st.slot, si))
+    def _start_lives(self, started: list) -> None:
+        """Files the drops of lives that start together (``started``: (slot index, life) in the
+        order their identifiers were numbered) under the epochs they fall in, as one chunk per
+        epoch; a departure that is replaced is queued, by time, for the epoch it falls in."""
+        lives = [(si, life) for si, life in started if len(life.offs)]
+        for si, life in started:
+            if life.departed:
+                st = self.slots[si]
+                heapq.heappush(self.departures, (float(life.offs[-1]), st.block, st.slot, si))
+        if not lives:
+            return
+        lens = np.array([len(life.offs) for _, life in lives])
+        offs = np.concatenate([life.offs for _, life in lives])
+        on = np.full(len(offs), INF)  # a drop not back before the horizon (the last of a life) stays INF
+        ends = np.cumsum(lens)
+        starts = ends - lens
+        for (_, life), i in zip(lives, starts.tolist()):
+            on[i:i + len(life.ons)] = life.ons
+        final = np.zeros(len(offs), bool)
+        final[ends[np.array([life.departed for _, life in lives], bool)] - 1] = True
+        slots = np.array([si for si, _ in lives], np.int64)
+        cols = (np.repeat(np.array([self.slots[si].id for si, _ in lives], np.int64), lens),
+                np.repeat(np.array([self.slots[si].block for si, _ in lives], np.int64), lens),
+                offs, on, final, np.repeat(slots, lens))
+        ep = np.searchsorted(self.bounds, offs, "right") - 1
+        if len(lives) > 1:  # by epoch; within one, life by life (each in time order)
+            order = np.argsort(ep, kind="stable")
+            ep = ep[order]
+            cols = tuple(c[order] for c in cols)
+        cuts = np.flatnonzero(np.diff(ep)) + 1
+        buckets = self.buckets
+        for i, j in zip([0, *cuts.tolist()], [*cuts.tolist(), len(ep)]):
+            chunk = tuple(c[i:j] for c in cols)  # (identifiers, blocks, drops, reconnects, drops for good, slots)
+            buckets.setdefault(int(ep[i]), []).append(chunk)
 
     # ----------------------------------------------------------------- driver
     def run(self, progress: bool = False) -> "CountsEngine":
@@ -249,9 +259,11 @@ class CountsEngine:
             for slot, ss in enumerate(s.spawn(block.clients)):
                 streams = [np.random.default_rng(x) for x in ss.spawn(2)]
                 self.slots.append(_Slot(bi, slot, renewal.iter_lives(block, streams, H)))
+        first = []
         for si, st in enumerate(self.slots):  # every slot's first client at the start, block by block
             st.id = self._new_id(st.block)
-            self._start_life(si, next(st.lives))
+            first.append((si, next(st.lives)))
+        self._start_lives(first)
         self.F = np.zeros((max(16, 2 * len(self.slots)), len(FATES)), np.int64)
         self.dc = np.zeros(len(self.F), np.int64)  # per identifier: messages while connected
         self.N0 = 0  # messages published before the current epoch
@@ -297,7 +309,7 @@ class CountsEngine:
     # ----------------------------------------------------------------- one epoch
     def _new_records(self, e: int, T1: float):
         """The drops of epoch ``e`` (replacements join, in time order, as their predecessors leave)."""
-        joins = []
+        joins, started = [], []
         while self.departures and self.departures[0][0] < T1:
             t, bi, _slot, si = heapq.heappop(self.departures)
             st = self.slots[si]
@@ -306,32 +318,28 @@ class CountsEngine:
                 continue
             st.id = self._new_id(bi)
             joins.append((t, st.id))
-            self._start_life(si, life)
+            started.append((si, life))
+            if life.departed and len(life.offs) and life.offs[-1] < T1:  # leaves in this epoch too
+                self._start_lives(started)
+                started = []
+        self._start_lives(started)
         chunks = self.buckets.pop(e, [])
         if not chunks:
             return None, joins
-        off = np.concatenate([ch[2] for ch in chunks])
+        cols = [np.concatenate([ch[i] for ch in chunks]) for i in range(6)] if len(chunks) > 1 else list(chunks[0])
+        off = cols[2]
         order = np.argsort(off)  # by drop time
         so = off[order]
         if len(so) > 1 and (so[1:] == so[:-1]).any():
             # drops at the same instant (possible with fixed up-times): block by block, slot by slot
-            chunks.sort(key=lambda ch: ch[5])
-            off = np.concatenate([ch[2] for ch in chunks])
-            order = np.argsort(off, kind="stable")
+            order = np.lexsort((cols[5], off))
             so = off[order]
-        lens = np.array([len(ch[2]) for ch in chunks])
-        ends = np.cumsum(lens)
         r = _Records()
         r.off = so
-        r.on = np.concatenate([ch[3] for ch in chunks])[order]
-        r.id = np.repeat(np.array([ch[0] for ch in chunks], np.int64), lens)[order]
-        if len(self.scn.consumers) == 1:
-            r.blk = np.zeros(len(so), np.int64)
-        else:
-            r.blk = np.repeat(np.array([ch[1] for ch in chunks], np.int64), lens)[order]
-        final = np.zeros(len(so), bool)
-        final[ends[np.array([ch[4] for ch in chunks], bool)] - 1] = True
-        r.final = final[order]
+        r.on = cols[3][order]
+        r.id = cols[0][order]
+        r.blk = cols[1][order]
+        r.final = cols[4][order]
         n = len(r.off)
         H = self.H
         d = self.delay[r.blk]
