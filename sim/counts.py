@@ -213,6 +213,12 @@ class CountsEngine:
                 heapq.heappush(self.departures, (float(life.offs[-1]), st.block, st.slot, si))
         if not lives:
             return
+        for k in range(0, len(lives), 128):  # (a bounded batch: its sort's temporaries stay small)
+            self._file_drops(lives[k:k + 128])
+
+    def _file_drops(self, lives: list) -> None:
+        """One chunk per epoch: (identifier, block, slot) of each life with drops in it and how
+        many, then the drops, reconnects and drops for good, life by life, each in time order."""
         lens = np.array([len(life.offs) for _, life in lives])
         offs = np.concatenate([life.offs for _, life in lives])
         on = np.full(len(offs), INF)  # a drop not back before the horizon (the last of a life) stays INF
@@ -222,20 +228,24 @@ class CountsEngine:
             on[i:i + len(life.ons)] = life.ons
         final = np.zeros(len(offs), bool)
         final[ends[np.array([life.departed for _, life in lives], bool)] - 1] = True
-        slots = np.array([si for si, _ in lives], np.int64)
-        cols = (np.repeat(np.array([self.slots[si].id for si, _ in lives], np.int64), lens),
-                np.repeat(np.array([self.slots[si].block for si, _ in lives], np.int64), lens),
-                offs, on, final, np.repeat(slots, lens))
+        who = np.array([(self.slots[si].id, self.slots[si].block, si) for si, _ in lives], np.int64)
+        li = np.repeat(np.arange(len(lives)), lens)
         ep = np.searchsorted(self.bounds, offs, "right") - 1
-        if len(lives) > 1:  # by epoch; within one, life by life (each in time order)
+        if len(lives) > 1:  # by epoch; within one, life by life
             order = np.argsort(ep, kind="stable")
-            ep = ep[order]
-            cols = tuple(c[order] for c in cols)
-        cuts = np.flatnonzero(np.diff(ep)) + 1
+            ep, li, offs, on, final = ep[order], li[order], offs[order], on[order], final[order]
+        # runs: one life's drops in one epoch
+        brk = np.flatnonzero((ep[1:] != ep[:-1]) | (li[1:] != li[:-1])) + 1
+        rs = np.r_[0, brk]
+        run_len = np.diff(np.r_[rs, len(ep)])
+        run_ep = ep[rs]
+        g = np.r_[0, np.flatnonzero(run_ep[1:] != run_ep[:-1]) + 1, len(rs)]
         buckets = self.buckets
-        for i, j in zip([0, *cuts.tolist()], [*cuts.tolist(), len(ep)]):
-            chunk = tuple(c[i:j] for c in cols)  # (identifiers, blocks, drops, reconnects, drops for good, slots)
-            buckets.setdefault(int(ep[i]), []).append(chunk)
+        for a, b in zip(g[:-1].tolist(), g[1:].tolist()):
+            i, j = int(rs[a]), int(rs[b - 1] + run_len[b - 1])
+            # copies, so that the batch is freed as its epochs pass
+            chunk = (who[li[rs[a:b]]], run_len[a:b].copy(), offs[i:j].copy(), on[i:j].copy(), final[i:j].copy())
+            buckets.setdefault(int(run_ep[a]), []).append(chunk)
 
     # ----------------------------------------------------------------- driver
     def run(self, progress: bool = False) -> "CountsEngine":
@@ -326,20 +336,20 @@ class CountsEngine:
         chunks = self.buckets.pop(e, [])
         if not chunks:
             return None, joins
-        cols = [np.concatenate([ch[i] for ch in chunks]) for i in range(6)] if len(chunks) > 1 else list(chunks[0])
-        off = cols[2]
+        who, run_len, off, on, final = ([np.concatenate([ch[i] for ch in chunks]) for i in range(5)]
+                                        if len(chunks) > 1 else chunks[0])
         order = np.argsort(off)  # by drop time
         so = off[order]
         if len(so) > 1 and (so[1:] == so[:-1]).any():
             # drops at the same instant (possible with fixed up-times): block by block, slot by slot
-            order = np.lexsort((cols[5], off))
+            order = np.lexsort((np.repeat(who[:, 2], run_len), off))
             so = off[order]
         r = _Records()
         r.off = so
-        r.on = cols[3][order]
-        r.id = cols[0][order]
-        r.blk = cols[1][order]
-        r.final = cols[4][order]
+        r.on = on[order]
+        r.id = np.repeat(who[:, 0], run_len)[order]
+        r.blk = np.repeat(who[:, 1], run_len)[order]
+        r.final = final[order]
         n = len(r.off)
         H = self.H
         d = self.delay[r.blk]
