@@ -199,8 +199,10 @@ class CountsEngine:
         self.cids.append(cid)
         self.id_block.append(block)
         self.id_departed.append(False)
-        self.nb.append(renewal.session_bytes(self.cfg, self.scn.consumers[block], cid))
-        return len(self.cids) - 1
+        i = len(self.cids) - 1
+        self._grow(i + 1)
+        self.nb[i] = renewal.session_bytes(self.cfg, self.scn.consumers[block], cid)
+        return i
 
     def _start_lives(self, started: list) -> None:
         """Files the drops of lives that start together (``started``: (slot index, life) in the
@@ -255,8 +257,12 @@ class CountsEngine:
         self.rng, self.split_rng = (np.random.default_rng(x) for x in publisher_seed.spawn(2))
         self.prefixes = client_id_prefixes(scn.consumers)
         self.count = [0] * len(scn.consumers)
-        self.cids, self.id_block, self.id_departed, self.nb = [], [], [], []
-        self._nb_arr, self._nb_n = np.zeros(0, np.int64), 0
+        self.cids, self.id_block, self.id_departed = [], [], []
+        # per identifier, grown as identifiers join: fates, messages while connected, session bytes
+        n_slots = sum(c.clients for c in scn.consumers)
+        self.F = np.zeros((max(16, 2 * n_slots), len(FATES)), np.int64)
+        self.dc = np.zeros(len(self.F), np.int64)
+        self.nb = np.zeros(len(self.F), np.int64)
         cut_rate = sum(c.clients * 2.0 / max(c.outages.up.mean + c.outages.down.mean, 1e-9) for c in scn.consumers)
         span = max(self.epoch_cuts / max(cut_rate, 1e-300), 1.0)
         n_epochs = self.n_epochs = max(1, int(math.ceil(H / span)))
@@ -274,8 +280,6 @@ class CountsEngine:
             st.id = self._new_id(st.block)
             first.append((si, next(st.lives)))
         self._start_lives(first)
-        self.F = np.zeros((max(16, 2 * len(self.slots)), len(FATES)), np.int64)
-        self.dc = np.zeros(len(self.F), np.int64)  # per identifier: messages while connected
         self.N0 = 0  # messages published before the current epoch
         self.carry = _Records()
         self.parked: list[_Records] = []
@@ -367,8 +371,6 @@ class CountsEngine:
     def _epoch(self, e: int, T0: float, T1: float, last: bool) -> None:
         H = self.H
         new, joins = self._new_records(e, T1)
-        self._grow(len(self.cids))
-        nb_all = self._session_bytes()
         recs = self.carry if new is None else _Records.concat([self.carry, new])
         n_old = len(self.carry)
 
@@ -416,7 +418,7 @@ class CountsEngine:
         again = self.again[recs.blk]
         resumed = has & ~expires & (recs.on < H)
         discard = resumed & again
-        nb = nb_all[recs.id]
+        nb = self.nb[recs.id]
         cat = np.where(recs.final, STRANDED, OFFLINE)
         rp, rc, rb, rs = [], [], [], []
 
@@ -444,7 +446,7 @@ class CountsEngine:
             jt = np.array([t for t, _ in joins])
             ji = np.array([i for _, i in joins], np.int64)
             jp = np.searchsorted(C, jt)
-            rows(jp, CONNECTED, nb_all[ji], 1)
+            rows(jp, CONNECTED, self.nb[ji], 1)
             np.subtract.at(self.dc, ji, N[jp])  # messages while connected count from the join
             self.log.tally("connect", len(joins))
         ex = np.flatnonzero(mx & expires)
@@ -546,25 +548,16 @@ class CountsEngine:
             N[xs] = Nb[k] + taken
         return N
 
-    def _session_bytes(self) -> np.ndarray:
-        """Each identifier's session bytes, as an array (grown as identifiers join)."""
-        n, done = len(self.nb), self._nb_n
-        if n > len(self._nb_arr):
-            grown = np.zeros(max(n, 2 * len(self._nb_arr)), np.int64)
-            grown[:done] = self._nb_arr[:done]
-            self._nb_arr = grown
-        self._nb_arr[done:n] = self.nb[done:n]
-        self._nb_n = n
-        return self._nb_arr
-
     def _grow(self, n: int) -> None:
+        """Room for ``n`` identifiers in the per-identifier arrays (doubling)."""
         if n > len(self.F):
             size = max(n, 2 * len(self.F))
-            F = np.zeros((size, self.F.shape[1]), np.int64)
-            F[:len(self.F)] = self.F
-            dc = np.zeros(size, np.int64)
-            dc[:len(self.dc)] = self.dc
-            self.F, self.dc = F, dc
+            grown = []
+            for a in (self.F, self.dc, self.nb):
+                b = np.zeros((size, *a.shape[1:]), np.int64)
+                b[:len(a)] = a
+                grown.append(b)
+            self.F, self.dc, self.nb = grown
 
     # ----------------------------------------------------------------- fates
     def _settle(self, r: _Records, done, has, expires, resumed, discard) -> None:
