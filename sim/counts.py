@@ -52,7 +52,7 @@ from .interval import _matches, queue_limit, unsupported as interval_unsupported
 from .ledger import FATE_INDEX, ROUTED, FateLedger
 from .memory import COLUMNS, summary_stats
 from .protocol import FATES, departed_fate
-from . import renewal
+from . import kernels, renewal
 
 INF = math.inf
 #: connection changes of the whole fleet per epoch (the arrays of one epoch: about 200 bytes each)
@@ -420,7 +420,7 @@ class CountsEngine:
         discard = resumed & again
         nb = self.nb[recs.id]
         cat = np.where(recs.final, STRANDED, OFFLINE)
-        rp, rc, rb, rs = [], [], [], []
+        rp, rc, rb, rs = [], [], [], []  # rows other than the records' own: (cut, category, bytes, sessions)
 
         def rows(pos, category, nbytes, sessions):
             pos = np.asarray(pos, np.int64)
@@ -434,10 +434,7 @@ class CountsEngine:
             cc, bb, ss = zip(*self.initial)
             rows(np.zeros(len(cc), np.int64), np.array(cc), np.array(bb), np.array(ss))
         if new is not None:
-            hn, nn, cn = has[n_old:], nb[n_old:], cat[n_old:]
-            rows(p_off[~hn], CONNECTED, -nn[~hn], -1)
-            rows(p_off[hn], CONNECTED, -nn[hn], 0)
-            rows(p_off[hn], cn[hn], nn[hn], 0)
+            hn = has[n_old:]
             self.log.tally("disconnect", n_off)
             self.log.tally("protocol_error", int(self.errors[new.blk].sum()))
             self.log.tally("session_ended", int((~hn).sum()))
@@ -449,36 +446,21 @@ class CountsEngine:
             rows(jp, CONNECTED, self.nb[ji], 1)
             np.subtract.at(self.dc, ji, N[jp])  # messages while connected count from the join
             self.log.tally("connect", len(joins))
-        ex = np.flatnonzero(mx & expires)
+        expired = mx & expires
         px = np.full(len(recs), -1, np.int64)
         px[mx] = p_x
-        rows(px[ex], cat[ex], -nb[ex], -1)
-        self.log.tally("session_expired", len(ex))
+        self.log.tally("session_expired", int(expired.sum()))
         pon = np.full(len(recs), -1, np.int64)
         pon[mo] = p_on
-        back = mo
-        newsess = np.flatnonzero(back & (~resumed | discard))
-        rows(pon[newsess], CONNECTED, nb[newsess], 1)
-        dis = np.flatnonzero(back & discard)
-        rows(pon[dis], OFFLINE, -nb[dis], -1)
-        res = np.flatnonzero(back & resumed & ~discard)
-        rows(pon[res], OFFLINE, -nb[res], 0)
-        rows(pon[res], CONNECTED, nb[res], 0)
-        self.log.tally("connect", int(back.sum()))
-        self.log.tally("session_discarded", len(dis))
+        self.log.tally("connect", int(mo.sum()))
+        self.log.tally("session_discarded", int((mo & discard).sum()))
         if new is not None:
             fin = new.final
             np.add.at(self.dc, recs.id[n_old:][fin], recs.a[n_old:][fin])  # up to the departure
-
-        # one row per column (bytes per category, sessions), one column per cut: contiguous rows
-        state = np.zeros((5, K + 1), np.int64)
-        if rp:
-            pos, cats = np.concatenate(rp), np.concatenate(rc)
-            nbytes, sess = np.concatenate(rb).astype(float), np.concatenate(rs).astype(float)
-            state[:4] = np.bincount(cats * (K + 1) + pos, weights=nbytes, minlength=4 * (K + 1)).reshape(4, K + 1)
-            state[4] = np.bincount(pos, weights=sess, minlength=K + 1)
-        np.cumsum(state, axis=1, out=state)
-        state += self.rows_state[:, None]
+        extra = tuple(np.concatenate(x) if x else np.zeros(0, np.int64) for x in (rp, rc, rb, rs))
+        session_state = kernels.compiled().session_state if kernels.enabled() else _session_state
+        state = session_state(K, self.rows_state, extra, n_old, p_off, has, nb, cat, px, expired, pon, mo,
+                              resumed, discard)
         self.rows_state = state[:, -1].copy()
 
         pos_off = np.zeros(len(recs), np.int64)  # drops before the epoch: cut 0
@@ -798,6 +780,48 @@ _SETTLE_COLUMNS = np.array([[FATE_INDEX[f], FATE_INDEX[departed_fate(f)]] for f 
     "session_expired", "clean_start", "delivered", "pending", "queue_full", "qos0_offline", "no_session")], np.int64)
 
 
+def _session_state(K, state0, extra, n_old, p_off, has, nb, cat, px, expired, pon, back, resumed, discard):
+    """The sessions' own bytes per category (rows 0-3) and the session count (row 4) on each
+    of an epoch's stretches (one column per cut, the last for the epoch's end), from their
+    values before the epoch (``state0``) and the changes at the cuts: ``extra`` (cuts,
+    categories, bytes, sessions) of connects that are not reconnects, and the records' own:
+    a drop (``p_off`` for records ``n_old`` on; the session goes offline, ``has``, or ends),
+    a Session Expiry (``expired``, at ``px``), a reconnect (``back``, at ``pon``: a new
+    session, or the offline one resumed, or discarded by Clean Start)."""
+    rp, rc, rb, rs = ([x] for x in extra)
+
+    def rows(pos, category, nbytes, sessions):
+        pos = np.asarray(pos, np.int64)
+        if len(pos):
+            rp.append(pos)
+            rc.append(np.broadcast_to(np.asarray(category, np.int64), pos.shape))
+            rb.append(np.broadcast_to(np.asarray(nbytes, np.int64), pos.shape))
+            rs.append(np.broadcast_to(np.asarray(sessions, np.int64), pos.shape))
+
+    hn, nn, cn = has[n_old:], nb[n_old:], cat[n_old:]
+    rows(p_off[~hn], CONNECTED, -nn[~hn], -1)
+    rows(p_off[hn], CONNECTED, -nn[hn], 0)
+    rows(p_off[hn], cn[hn], nn[hn], 0)
+    ex = np.flatnonzero(expired)
+    rows(px[ex], cat[ex], -nb[ex], -1)
+    newsess = np.flatnonzero(back & (~resumed | discard))
+    rows(pon[newsess], CONNECTED, nb[newsess], 1)
+    dis = np.flatnonzero(back & discard)
+    rows(pon[dis], OFFLINE, -nb[dis], -1)
+    res = np.flatnonzero(back & resumed & ~discard)
+    rows(pon[res], OFFLINE, -nb[res], 0)
+    rows(pon[res], CONNECTED, nb[res], 0)
+    # one row per column (bytes per category, sessions), one column per cut: contiguous rows
+    state = np.zeros((5, K + 1), np.int64)
+    pos, cats = np.concatenate(rp), np.concatenate(rc)
+    nbytes, sess = np.concatenate(rb).astype(float), np.concatenate(rs).astype(float)
+    state[:4] = np.bincount(cats * (K + 1) + pos, weights=nbytes, minlength=4 * (K + 1)).reshape(4, K + 1)
+    state[4] = np.bincount(pos, weights=sess, minlength=K + 1)
+    np.cumsum(state, axis=1, out=state)
+    state += state0[:, None]
+    return state
+
+
 def _previous_greater(v: np.ndarray) -> np.ndarray:
     """For each ``i``, the largest ``j < i`` with ``v[j] > v[i]`` (-1: none)."""
     n = len(v)
@@ -864,7 +888,10 @@ def _store_changes(a, top, jo, jr, N, c, K: int, left):
     the rest, as every queue is the range [a, min(N, a + L)) and later queues start later
     and reach further). Sessions are in drop order; ``jo``/``jr``: the cut of each one's
     drop (0: before the epoch) and release (K: not in the epoch). At one cut, releases are
-    taken in drop order (a queue released at the same cut before another no longer holds)."""
+    taken in drop order (a queue released at the same cut before another no longer holds).
+    With numba (:mod:`sim.kernels`), one compiled pass gives the same two arrays."""
+    if kernels.enabled():
+        return kernels.compiled().store_changes(a, top, jo, jr, N, c, K, left)
     Nk = N[:K]
     n = len(a)
     pge = _previous_greater(jr)  # the nearest earlier session released later: still holding

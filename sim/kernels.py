@@ -1,0 +1,189 @@
+"""Compiled loops for the counts engine (:mod:`sim.counts`), when numba is installed.
+
+The counts engine is vectorised numpy throughout; a few of its steps are sequential scans
+that numpy can only do in many passes (the shared store's nearest holders are found by
+pointer jumping, for instance). With the optional ``fast`` extra (``pip install
+'mqtt-session-sim[fast]'``, which brings numba; ``make`` installs it) those steps run as
+the single loops below instead. Each returns exactly what its numpy twin in
+:mod:`sim.counts` returns (integer arrays, the same values: a run's output does not depend
+on whether numba is there), and tests/test_kernels.py checks both on random inputs and on
+whole runs.
+
+Which one runs: :func:`enabled` says. The environment variable ``MQTT_SIM_KERNELS`` set to
+``numpy`` turns the compiled loops off (``numba`` requires them: an error if numba cannot be
+imported); unset, they are used when numba imports. Compiled code is cached beside this
+module (numba's ``cache=True``), so only the first run after an install pays for compiling
+(a few seconds).
+"""
+from __future__ import annotations
+
+import os
+
+ENV = "MQTT_SIM_KERNELS"
+CHOICES = ("auto", "numba", "numpy")
+
+_compiled = None  # the compiled functions, once built (a namespace), or False: numba unavailable
+
+
+def choice() -> str:
+    """``MQTT_SIM_KERNELS`` as given (``auto`` when unset); an error naming the allowed values."""
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in CHOICES:
+        raise ValueError(f"{ENV}={os.environ.get(ENV)!r}: allowed values are {', '.join(CHOICES)}")
+    return value
+
+
+def enabled() -> bool:
+    """Whether the compiled loops run (numba importable, and not turned off by ``MQTT_SIM_KERNELS``)."""
+    value = choice()
+    if value == "numpy":
+        return False
+    ok = _build() is not False
+    if value == "numba" and not ok:
+        raise ImportError(f"{ENV}=numba, but numba cannot be imported (install the 'fast' extra)")
+    return ok
+
+
+def compiled():
+    """The compiled functions (call :func:`enabled` first)."""
+    k = _build()
+    if k is False:
+        raise ImportError("numba is not installed (the 'fast' extra)")
+    return k
+
+
+def _build():
+    global _compiled
+    if _compiled is None:
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            _compiled = False
+        else:
+            _compiled = _define()
+    return _compiled
+
+
+def _define():
+    from types import SimpleNamespace
+
+    import numba
+    import numpy as np
+
+    from .entities import CONNECTED, OFFLINE
+
+    jit = numba.njit(cache=True, nogil=True)
+
+    @jit
+    def _store_changes(a, top, jo, jr, N, c, K, left, pge, succ, stack, dropped, lo, grow, freed_at):
+        # see sim.counts._store_changes (the numpy twin) for the model; the arrays from pge on are
+        # scratch and outputs, allocated by numpy (its large allocations fault in fewer pages)
+        n = len(a)
+        # pge: nearest earlier session released later (strictly), -1: none
+        h = 0
+        for i in range(n):
+            while h > 0 and jr[stack[h - 1]] <= jr[i]:
+                h -= 1
+            pge[i] = stack[h - 1] if h > 0 else -1
+            stack[h] = i
+            h += 1
+        # succ: nearest later session released at the same cut or later, n: none
+        h = 0
+        for i in range(n - 1, -1, -1):
+            while h > 0 and jr[stack[h - 1]] < jr[i]:
+                h -= 1
+            succ[i] = stack[h - 1] if h > 0 else n
+            stack[h] = i
+            h += 1
+        dropped[:] = 0  # sessions dropped at or before each cut
+        for i in range(n):
+            dropped[jo[i]] += 1
+        lo[:] = 0  # sessions whose reach is at most N[k] (left: 0..K+1)
+        for i in range(n):
+            lo[left[i]] += 1
+        for k in range(1, K + 1):
+            dropped[k] += dropped[k - 1]
+        for k in range(1, K):
+            lo[k] += lo[k - 1]
+        grow[:] = 0
+        for k in range(K):
+            r = dropped[k] - 1
+            while r >= lo[k]:
+                if jr[r] > k:
+                    g = top[r] - N[k]
+                    grow[k] = 0 if g < 0 else (c[k] if g > c[k] else g)
+                    break
+                r = pge[r]
+        freed_at[:] = 0
+        for s in range(n):
+            j = jr[s]
+            if j >= K:
+                continue
+            Nj = N[j]
+            e_s = Nj if Nj < top[s] else top[s]
+            p = pge[s]
+            b = a[s]
+            if p >= 0:
+                b = Nj if Nj < top[p] else top[p]
+                if b < a[s]:
+                    b = a[s]
+            u = succ[s]
+            hi = e_s
+            if u < dropped[j] and u < n and a[u] < e_s:
+                hi = a[u]
+            if hi > b:
+                freed_at[j] += hi - b
+
+    def store_changes(a, top, jo, jr, N, c, K, left):
+        n = len(a)
+        e = np.empty
+        grow, freed_at = e(K, np.int64), e(K + 1, np.int64)
+        _store_changes(a, top, jo, jr, N, c, K, left, e(n, np.int64), e(n, np.int64), e(n, np.int64),
+                       e(K + 1, np.int64), e(K + 2, np.int64), grow, freed_at)
+        return grow, freed_at
+
+    @jit
+    def _session_state(state, state0, extra, n_old, p_off, has, nb, cat, px, expired, pon, back, resumed,
+                       discard):  # pragma: no cover (compiled)
+        # see sim.counts._session_state (the numpy twin); rows: bytes by category (0-3: sim.entities
+        # CONNECTED, OFFLINE, STRANDED; the store's row gets no session bytes), 4: the session count
+        K = state.shape[1] - 1
+        state[:] = 0
+        ep, ec, eb, es = extra
+        for i in range(len(ep)):
+            state[ec[i], ep[i]] += eb[i]
+            state[4, ep[i]] += es[i]
+        for i in range(n_old, len(has)):
+            p = p_off[i - n_old]
+            state[CONNECTED, p] -= nb[i]
+            if has[i]:
+                state[cat[i], p] += nb[i]
+            else:
+                state[4, p] -= 1
+        for i in range(len(has)):
+            if expired[i]:
+                state[cat[i], px[i]] -= nb[i]
+                state[4, px[i]] -= 1
+            if back[i]:
+                p = pon[i]
+                if discard[i] or not resumed[i]:
+                    state[CONNECTED, p] += nb[i]
+                    state[4, p] += 1
+                if discard[i]:
+                    state[OFFLINE, p] -= nb[i]
+                    state[4, p] -= 1
+                elif resumed[i]:
+                    state[OFFLINE, p] -= nb[i]
+                    state[CONNECTED, p] += nb[i]
+        for r in range(5):
+            acc = state0[r]
+            for k in range(K + 1):
+                acc += state[r, k]
+                state[r, k] = acc
+
+    def session_state(K, *args):
+        state = np.empty((5, K + 1), np.int64)
+        _session_state(state, *args)
+        return state
+
+    return SimpleNamespace(store_changes=store_changes, session_state=session_state)
