@@ -186,4 +186,43 @@ def _define():
         _session_state(state, *args)
         return state
 
-    return SimpleNamespace(store_changes=store_changes, session_state=session_state)
+    @jit
+    def _queue_cuts(N, a, top, jo, jr, K, left, ks, ke, kt, held, g_end, s_end):  # pragma: no cover (compiled)
+        # see sim.counts._queue_cuts (the numpy twin)
+        n = len(a)
+        held[:] = 0
+        g_end[:] = 0
+        s_end[:] = 0
+        for i in range(n):
+            lo = np.searchsorted(N, top[i], "left")
+            hi = np.searchsorted(N, top[i], "right")
+            left[i] = lo
+            o, r = jo[i], jr[i]
+            x = lo if lo < K else K
+            ks[i] = o if x < o else (r if x > r else x)
+            x = lo - 1 if N[0] < top[i] else lo
+            ke[i] = o if x < o else (r if x > r else x)
+            x = hi - 1 if N[0] <= top[i] else hi
+            kt[i] = o if x < o else (r if x > r else x)
+            # difference arrays: held on [jo, jr), not full at the end on [jo, ke)
+            held[o] += 1
+            held[r] -= 1
+            g_end[o] += 1
+            g_end[ke[i]] -= 1
+            s_end[o] += a[i]
+            s_end[ke[i]] -= a[i]
+        for k in range(1, K):
+            held[k] += held[k - 1]
+            g_end[k] += g_end[k - 1]
+            s_end[k] += s_end[k - 1]
+
+    def queue_cuts(N, a, top, jo, jr, K):
+        n = len(a)
+        e = np.empty
+        out = (e(n, np.int64), e(n, np.int64), e(n, np.int64), e(n, np.int64),
+               e(K + 1, np.int64), e(K + 1, np.int64), e(K + 1, np.int64))
+        _queue_cuts(N, a, top, jo, jr, K, *out)
+        left, ks, ke, kt, held, g_end, s_end = out
+        return left, ks, ke, kt, held[:K], g_end[:K], s_end[:K]
+
+    return SimpleNamespace(store_changes=store_changes, session_state=session_state, queue_cuts=queue_cuts)
