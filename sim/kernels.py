@@ -193,9 +193,19 @@ def _define():
         held[:] = 0
         g_end[:] = 0
         s_end[:] = 0
+        lo = 0
+        hi = 0
         for i in range(n):
-            lo = np.searchsorted(N, top[i], "left")
-            hi = np.searchsorted(N, top[i], "right")
+            t = top[i]
+            if i == 0 or t < top[i - 1]:  # (queues come in drop order, so reaches never decrease: a walk)
+                lo = np.searchsorted(N, t, "left")
+                hi = lo
+            while lo <= K and N[lo] < t:
+                lo += 1
+            if hi < lo:
+                hi = lo
+            while hi <= K and N[hi] <= t:
+                hi += 1
             left[i] = lo
             o, r = jo[i], jr[i]
             x = lo if lo < K else K
