@@ -559,39 +559,14 @@ class CountsEngine:
         """Fates of the offline intervals that finished (``done``), as sim.renewal.play books them."""
         if not done.any():
             return
-        H = self.H
-        a, h, e = r.a, r.h, r.e
         queued = self.queued[r.blk]
-        n_held = np.where(has, h - a, 0)
-        kept = np.where(has & queued, np.minimum(n_held, self.L), 0)
-        qos0 = np.where(has & ~queued, n_held, 0)
-        full = n_held - kept - qos0
-        no_session = np.where(~has | expires, e - h, 0)
-        no_session = np.where(r.final, 0, no_session)  # not routed to a departed client
-        pending = has & ~expires & (r.on >= H)
         f = r.final
-        # (computed for every record, booked for those done: most are, a few carry to the next epoch)
-        # the identifiers present, numbered 0..m-1 (identifiers are dense: a presence table)
-        present = np.zeros(len(self.cids), bool)
-        present[r.id[done]] = True
-        ids = np.flatnonzero(present)
-        m = len(ids)
-        rank = np.cumsum(present) - 1
-        inv = np.maximum(rank[r.id], 0)  # (an identifier not done: any bin, its weights are 0)
-        values = [np.where(expires, kept, 0), np.where(discard, kept, 0), np.where(resumed & ~discard, kept, 0),
-                  np.where(pending, kept, 0), full, qos0, no_session]
-        # (only the fates that occur: most runs book two or three of the seven)
-        used = [i for i, v in enumerate(values) if v.any()]
-        values = np.stack([values[i] for i in used]) if used else np.zeros((0, len(done)), np.int64)
-        values *= done
-        cols = np.where(f[None, :], _SETTLE_COLUMNS[used, 1:2], _SETTLE_COLUMNS[used, 0:1])
-        w = self.F.shape[1]
-        add = np.bincount(((inv * w)[None, :] + cols).ravel(), weights=values.ravel().astype(float),
-                          minlength=m * w).reshape(m, w)
-        self.F[ids] += np.rint(add).astype(np.int64)  # sums of message counts: exact in float64 below 2**53
-        # messages while connected: the life's span minus its offline intervals
-        nf = ~f & done
-        self.dc[ids] -= np.rint(np.bincount(inv[nf], weights=(e[nf] - a[nf]), minlength=m)).astype(np.int64)
+        if kernels.enabled():
+            kernels.compiled().settle(self.F, self.dc, done, has, queued, expires, resumed, discard, f, r.on,
+                                      self.H, r.a, r.h, r.e, r.id, self.L, _SETTLE_COLUMNS)
+        else:
+            _settle(self.F, self.dc, done, has, queued, expires, resumed, discard, f, r.on, self.H, r.a, r.h, r.e,
+                    r.id, self.L)
         for i in r.id[f & done].tolist():
             self.id_departed[i] = True
 
@@ -783,6 +758,43 @@ class CountsEngine:
 #: the fate columns _settle books, per fate: (column, column once the client has left for good)
 _SETTLE_COLUMNS = np.array([[FATE_INDEX[f], FATE_INDEX[departed_fate(f)]] for f in (
     "session_expired", "clean_start", "delivered", "pending", "queue_full", "qos0_offline", "no_session")], np.int64)
+
+
+def _settle(F, dc, done, has, queued, expires, resumed, discard, f, on, H, a, h, e, ids_, L):
+    """Books the fates of the offline intervals that finished (``done``) into the per-identifier
+    fate counts ``F`` and subtracts their messages from the messages while connected ``dc``:
+    ``[a, h)`` the messages that reached the session (queued up to the limit ``L``, else lost
+    for a full queue; QoS 0 not queued), ``[h, e)`` those after it ended, ``f``: the last drop
+    of a client that left for good (its fates go to the departed columns)."""
+    n_held = np.where(has, h - a, 0)
+    kept = np.where(has & queued, np.minimum(n_held, L), 0)
+    qos0 = np.where(has & ~queued, n_held, 0)
+    full = n_held - kept - qos0
+    no_session = np.where(~has | expires, e - h, 0)
+    no_session = np.where(f, 0, no_session)  # not routed to a departed client
+    pending = has & ~expires & (on >= H)
+    # (computed for every record, booked for those done: most are, a few carry to the next epoch)
+    # the identifiers present, numbered 0..m-1 (identifiers are dense: a presence table)
+    present = np.zeros(len(dc), bool)
+    present[ids_[done]] = True
+    ids = np.flatnonzero(present)
+    m = len(ids)
+    rank = np.cumsum(present) - 1
+    inv = np.maximum(rank[ids_], 0)  # (an identifier not done: any bin, its weights are 0)
+    values = [np.where(expires, kept, 0), np.where(discard, kept, 0), np.where(resumed & ~discard, kept, 0),
+              np.where(pending, kept, 0), full, qos0, no_session]
+    # (only the fates that occur: most runs book two or three of the seven)
+    used = [i for i, v in enumerate(values) if v.any()]
+    values = np.stack([values[i] for i in used]) if used else np.zeros((0, len(done)), np.int64)
+    values *= done
+    cols = np.where(f[None, :], _SETTLE_COLUMNS[used, 1:2], _SETTLE_COLUMNS[used, 0:1])
+    w = F.shape[1]
+    add = np.bincount(((inv * w)[None, :] + cols).ravel(), weights=values.ravel().astype(float),
+                      minlength=m * w).reshape(m, w)
+    F[ids] += np.rint(add).astype(np.int64)  # sums of message counts: exact in float64 below 2**53
+    # messages while connected: the life's span minus its offline intervals
+    nf = ~f & done
+    dc[ids] -= np.rint(np.bincount(inv[nf], weights=(e[nf] - a[nf]), minlength=m)).astype(np.int64)
 
 
 def _session_state(K, state0, extra, n_old, p_off, has, nb, cat, px, expired, pon, back, resumed, discard):

@@ -235,4 +235,36 @@ def _define():
         left, ks, ke, kt, held, g_end, s_end = out
         return left, ks, ke, kt, held[:K], g_end[:K], s_end[:K]
 
-    return SimpleNamespace(store_changes=store_changes, session_state=session_state, queue_cuts=queue_cuts)
+    @jit
+    def settle(F, dc, done, has, queued, expires, resumed, discard, f, on, H, a, h, e, ids, L,
+               columns):  # pragma: no cover (compiled)
+        # see sim.counts._settle (the numpy twin); columns: sim.counts._SETTLE_COLUMNS, per fate
+        # (session_expired, clean_start, delivered, pending, queue_full, qos0_offline, no_session)
+        # the fate's column and its column once the client has left for good
+        for i in range(len(done)):
+            if not done[i]:
+                continue
+            j = ids[i]
+            d = 1 if f[i] else 0
+            if has[i]:
+                n_held = h[i] - a[i]
+                if queued[i]:
+                    kept = n_held if n_held < L else L
+                    if expires[i]:
+                        F[j, columns[0, d]] += kept
+                    if discard[i]:
+                        F[j, columns[1, d]] += kept
+                    elif resumed[i]:
+                        F[j, columns[2, d]] += kept
+                    if not expires[i] and on[i] >= H:
+                        F[j, columns[3, d]] += kept
+                    F[j, columns[4, d]] += n_held - kept
+                else:
+                    F[j, columns[5, d]] += n_held
+            if (not has[i] or expires[i]) and not f[i]:
+                F[j, columns[6, d]] += e[i] - h[i]
+            if not f[i]:
+                dc[j] -= e[i] - a[i]
+
+    return SimpleNamespace(store_changes=store_changes, session_state=session_state, queue_cuts=queue_cuts,
+                           settle=settle)
