@@ -576,7 +576,6 @@ class CountsEngine:
         ``sess``: the sessions' own bytes per category and the session count on each stretch."""
         K = len(g)
         L = self.L
-        Nk, Nk1 = N[:K], N[1:]
         # queues: sessions holding a range of the stream at some time in the epoch, by drop order;
         # full stranded queues nobody else's range reaches any more are counted apart (frozen)
         q = has & self.queued[recs.blk] & (recs.release >= T0) & (recs.off < T1)
@@ -597,59 +596,41 @@ class CountsEngine:
         top = a + L  # one past the last index the queue can take
         frozen = float(L) * self.frozen if L < NO_LIMIT else np.zeros(2)
 
-        def f(r, gg=g, cc=c):  # sum over arrivals i <= r of (stretch end - arrival time), arrivals evenly placed
-            return r * gg - gg * r * (r + 1) / (2.0 * (cc + 1))
-
         # a queue holds min(N[k] - a, L) at the start of stretch k (growing while N[k] < top), and
         # min(N[k + 1] - a, L) at its end; it takes all c arrivals while N[k + 1] <= top, then the room left
         queue_cuts = kernels.compiled().queue_cuts if kernels.enabled() else _queue_cuts
         left, ks, ke, kt, held, g_end, s_end = queue_cuts(N, a, top, jo, jr, K)
         fixed = float(frozen.sum())
-        Q_end = g_end * Nk1 - s_end + float(L) * (held - g_end) + fixed
-        # each queue's queued-message seconds over the epoch, from prefix sums over the stretches
-        n0 = N[0]
-        Pg = np.concatenate([[0.0], np.cumsum(g)])
-        PNg = np.concatenate([[0.0], np.cumsum((Nk - n0) * g)])
-        Pf = np.concatenate([[0.0], np.cumsum(0.5 * g * c)])  # f(c): all c arrivals
-        # (every epoch has at least one stretch: its bounds differ)
-        room = (top - N[np.minimum(kt, K)]).astype(float)
-        kc = np.minimum(kt, K - 1)
-        tail = np.where((kt < jr) & (room > 0), f(room, g[kc], c[kc]), 0.0)
-
-        al = (a - n0).astype(float)
-        full_rate = float(L) if L < NO_LIMIT else 0.0  # a queue that never fills has no full part
-
-        def seconds(JO, JR, KS, KT, switch):
-            return (PNg[KS] - PNg[JO]) - al * (Pg[KS] - Pg[JO]) + full_rate * (Pg[JR] - Pg[KS]) \
-                + (Pf[KT] - Pf[JO]) + np.where(switch, tail, 0.0)
-
-        secs = seconds(jo, jr, ks, kt, kt < jr)
-        q_secs = [float(secs[~stranded].sum()) + frozen[0] * float(Pg[-1]),
-                  float(secs[stranded].sum()) + frozen[1] * float(Pg[-1])]
-        kmid = int(np.searchsorted(C, self.mid)) if T0 <= self.mid < T1 else (K if self.mid >= T1 else 0)
-        if 0 < kmid < K:
-            m = lambda x: np.minimum(x, kmid)  # noqa: E731
-            half = seconds(m(jo), m(jr), m(ks), m(kt), kt < np.minimum(jr, kmid))
-            q_half = float(half.sum()) + fixed * float(Pg[kmid])
-        else:
-            q_half = sum(q_secs) if kmid >= K else 0.0
-
         # the shared store: distinct messages held by any session
         if self.shared and len(idx):
             grow, freed_at = _store_changes(a, top, jo, jr, N, c, K, left)
         else:
             grow = np.zeros(K, np.int64)
             freed_at = np.zeros(K + 1, np.int64)
-        # D on stretch k: carried, minus releases at cuts 0..k, plus growth on stretches before k
-        D_start = self.D - np.cumsum(freed_at[:K]) + np.concatenate([[0], np.cumsum(grow)[:-1]])
-        D_end = D_start + grow
-        self.D = int(D_end[-1] - freed_at[K])
-        D_int = D_start * g + f(grow.astype(float))
-
         ent, body = self.ent, self.body
         per = ent + (0 if self.shared else body)
+        compiled = kernels.compiled() if kernels.enabled() else None
+        Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end = (compiled.stretch_terms if compiled else _stretch_terms)(
+            g, c, N, held, g_end, s_end, float(L), fixed, grow, freed_at, self.D, sess, per, body if self.shared else 0)
+        self.D = int(D_end[-1] - freed_at[K])
+        # each queue's queued-message seconds over the epoch, from prefix sums over the stretches
+        full_rate = float(L) if L < NO_LIMIT else 0.0  # a queue that never fills has no full part
+        tail, secs = (compiled.queue_seconds if compiled else _queue_seconds)(
+            Pg, PNg, Pf, g, c, N, a, top, jo, jr, ks, kt, full_rate)
+        q_secs = [float(secs[~stranded].sum()) + frozen[0] * float(Pg[-1]),
+                  float(secs[stranded].sum()) + frozen[1] * float(Pg[-1])]
+        kmid = int(np.searchsorted(C, self.mid)) if T0 <= self.mid < T1 else (K if self.mid >= T1 else 0)
+        if 0 < kmid < K:  # (one epoch of the run: as _queue_seconds, up to the midpoint)
+            m = lambda x: np.minimum(x, kmid)  # noqa: E731
+            al = (a - N[0]).astype(float)
+            JO, JR, KS, KT, switch = m(jo), m(jr), m(ks), m(kt), kt < np.minimum(jr, kmid)
+            half = (PNg[KS] - PNg[JO]) - al * (Pg[KS] - Pg[JO]) + full_rate * (Pg[JR] - Pg[KS]) \
+                + (Pf[KT] - Pf[JO]) + np.where(switch, tail, 0.0)
+            q_half = float(half.sum()) + fixed * float(Pg[kmid])
+        else:
+            q_half = sum(q_secs) if kmid >= K else 0.0
+
         sess_total = sess[0] + sess[1] + sess[2] + sess[3]
-        total_end = sess_total + per * Q_end + (body * D_end if self.shared else 0)
         self.peak = max(self.peak, int(total_end.max()))
         self.qpeak = max(self.qpeak, int(Q_end.max()))
         areas = [float((sess[i] * g).sum()) for i in range(4)]  # (not np.dot: BLAS threads would spin on every core)
@@ -758,6 +739,51 @@ class CountsEngine:
 #: the fate columns _settle books, per fate: (column, column once the client has left for good)
 _SETTLE_COLUMNS = np.array([[FATE_INDEX[f], FATE_INDEX[departed_fate(f)]] for f in (
     "session_expired", "clean_start", "delivered", "pending", "queue_full", "qos0_offline", "no_session")], np.int64)
+
+
+def _arrivals_seconds(r, g, c):
+    """Sum over arrivals i <= r of (stretch end - arrival time): a stretch of length g with its
+    c arrivals evenly placed (at i / (c + 1) of it)."""
+    return r * g - g * r * (r + 1) / (2.0 * (c + 1))
+
+
+def _stretch_terms(g, c, N, held, g_end, s_end, L, fixed, grow, freed_at, D0, sess, per, body):
+    """Per stretch of an epoch: prefix sums of its length ``Pg``, of (N - N[0]) x length ``PNg``
+    and of every arrival's time to the stretch's end ``Pf`` (each with a leading 0); the queued
+    messages at its end ``Q_end`` (``held`` queues, ``g_end`` of them not full, with their
+    starts summing to ``s_end``; ``fixed``: frozen full queues); the store's distinct messages
+    at its start and end and their integral over it (``D0`` carried in, ``grow`` arrivals
+    stored on it, ``freed_at`` freed at each cut); the memory total at its end (``sess``: the
+    sessions' own bytes per category; ``per`` bytes per queue entry, ``body`` per stored
+    message: 0 without a shared store)."""
+    K = len(g)
+    Nk, Nk1 = N[:K], N[1:]
+    Q_end = g_end * Nk1 - s_end + L * (held - g_end) + fixed
+    Pg = np.concatenate([[0.0], np.cumsum(g)])
+    PNg = np.concatenate([[0.0], np.cumsum((Nk - N[0]) * g)])
+    Pf = np.concatenate([[0.0], np.cumsum(0.5 * g * c)])  # all c arrivals
+    # D on stretch k: carried, minus releases at cuts 0..k, plus growth on stretches before k
+    D_start = D0 - np.cumsum(freed_at[:K]) + np.concatenate([[0], np.cumsum(grow)[:-1]])
+    D_end = D_start + grow
+    D_int = D_start * g + _arrivals_seconds(grow.astype(float), g, c)
+    sess_total = sess[0] + sess[1] + sess[2] + sess[3]
+    total_end = sess_total + per * Q_end + body * D_end
+    return Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end
+
+
+def _queue_seconds(Pg, PNg, Pf, g, c, N, a, top, jo, jr, ks, kt, full_rate):
+    """Each queue's queued-message seconds over the epoch (and ``tail``: those of the stretch
+    on which it fills), from the prefix sums of :func:`_stretch_terms`. A queue holds
+    min(N[k] - a, L) at the start of stretch k and takes all c arrivals while N[k + 1] <= top,
+    then the room left."""
+    K = len(g)
+    room = (top - N[np.minimum(kt, K)]).astype(float)
+    kc = np.minimum(kt, K - 1)
+    tail = np.where((kt < jr) & (room > 0), _arrivals_seconds(room, g[kc], c[kc]), 0.0)
+    al = (a - N[0]).astype(float)
+    secs = (PNg[ks] - PNg[jo]) - al * (Pg[ks] - Pg[jo]) + full_rate * (Pg[jr] - Pg[ks]) \
+        + (Pf[kt] - Pf[jo]) + np.where(kt < jr, tail, 0.0)
+    return tail, secs
 
 
 def _settle(F, dc, done, has, queued, expires, resumed, discard, f, on, H, a, h, e, ids_, L):

@@ -266,5 +266,68 @@ def _define():
             if not f[i]:
                 dc[j] -= e[i] - a[i]
 
+    # the two below compute each element with the same float operations, in the same order, as
+    # their numpy twins (no fastmath): the same values to the last bit; sums stay with numpy
+    @jit
+    def _stretch_terms(g, c, N, held, g_end, s_end, L, fixed, grow, freed_at, D0, sess, per, body,
+                       Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end):  # pragma: no cover (compiled)
+        # see sim.counts._stretch_terms (the numpy twin)
+        K = len(g)
+        n0 = N[0]
+        Pg[0] = 0.0
+        PNg[0] = 0.0
+        Pf[0] = 0.0
+        freed = 0
+        grown = 0
+        for k in range(K):
+            gk = g[k]
+            Q_end[k] = float(g_end[k] * N[k + 1] - s_end[k]) + L * float(held[k] - g_end[k]) + fixed
+            Pg[k + 1] = Pg[k] + gk
+            PNg[k + 1] = PNg[k] + float(N[k] - n0) * gk
+            Pf[k + 1] = Pf[k] + 0.5 * gk * float(c[k])
+            freed += freed_at[k]
+            d = D0 - freed + grown
+            grown += grow[k]
+            D_start[k] = d
+            D_end[k] = d + grow[k]
+            r = float(grow[k])
+            D_int[k] = float(d) * gk + (r * gk - gk * r * (r + 1.0) / (2.0 * float(c[k] + 1)))
+            st = sess[0, k] + sess[1, k] + sess[2, k] + sess[3, k]
+            total_end[k] = (float(st) + float(per) * Q_end[k]) + float(body * D_end[k])
+
+    def stretch_terms(g, c, N, held, g_end, s_end, L, fixed, grow, freed_at, D0, sess, per, body):
+        K = len(g)
+        e = np.empty
+        out = (e(K + 1), e(K + 1), e(K + 1), e(K), e(K, np.int64), e(K, np.int64), e(K), e(K))
+        _stretch_terms(g, c, N, held, g_end, s_end, float(L), float(fixed), grow, freed_at, int(D0), sess, int(per),
+                       int(body), *out)
+        return out
+
+    @jit
+    def _queue_seconds(Pg, PNg, Pf, g, c, N, a, top, jo, jr, ks, kt, full_rate, tail,
+                       secs):  # pragma: no cover (compiled)
+        # see sim.counts._queue_seconds (the numpy twin)
+        K = len(g)
+        n0 = N[0]
+        for i in range(len(a)):
+            t = kt[i]
+            room = float(top[i] - N[t if t < K else K])
+            kc = t if t < K - 1 else K - 1
+            x = 0.0
+            if t < jr[i] and room > 0:
+                gk = g[kc]
+                x = room * gk - gk * room * (room + 1.0) / (2.0 * float(c[kc] + 1))
+            tail[i] = x
+            al = float(a[i] - n0)
+            o, r, s = jo[i], jr[i], ks[i]
+            v = (PNg[s] - PNg[o]) - al * (Pg[s] - Pg[o]) + full_rate * (Pg[r] - Pg[s]) + (Pf[t] - Pf[o])
+            secs[i] = v + (x if t < r else 0.0)
+
+    def queue_seconds(Pg, PNg, Pf, g, c, N, a, top, jo, jr, ks, kt, full_rate):
+        n = len(a)
+        tail, secs = np.empty(n), np.empty(n)
+        _queue_seconds(Pg, PNg, Pf, g, c, N, a, top, jo, jr, ks, kt, float(full_rate), tail, secs)
+        return tail, secs
+
     return SimpleNamespace(store_changes=store_changes, session_state=session_state, queue_cuts=queue_cuts,
-                           settle=settle)
+                           settle=settle, stretch_terms=stretch_terms, queue_seconds=queue_seconds)
