@@ -217,49 +217,35 @@ class CountsEngine:
         return i
 
     def _start_lives(self, started: list) -> None:
-        """Files the drops of lives that start together (``started``: (slot index, life) in the
-        order their identifiers were numbered) under the epochs they fall in, as one chunk per
-        epoch; a departure that is replaced is queued, by time, for the epoch it falls in."""
-        lives = [(si, life) for si, life in started if len(life.offs)]
+        """Files the drops of lives that start (``started``: (slot index, life) in the order their
+        identifiers were numbered) under the epochs they fall in; a departure that is replaced is
+        queued, by time, for the epoch it falls in."""
         for si, life in started:
             if life.departed:
                 st = self.slots[si]
                 heapq.heappush(self.departures, (float(life.offs[-1]), st.block, st.slot, si))
-        if not lives:
-            return
-        for k in range(0, len(lives), 128):  # (a bounded batch: its sort's temporaries stay small)
-            self._file_drops(lives[k:k + 128])
+            if len(life.offs):
+                self._file_drops(si, life)
 
-    def _file_drops(self, lives: list) -> None:
-        """One chunk per epoch: (identifier, block, slot) of each life with drops in it and how
-        many, then the drops, reconnects and drops for good, life by life, each in time order."""
-        lens = np.array([len(life.offs) for _, life in lives])
-        offs = np.concatenate([life.offs for _, life in lives])
-        on = np.full(len(offs), INF)  # a drop not back before the horizon (the last of a life) stays INF
-        ends = np.cumsum(lens)
-        starts = ends - lens
-        for (_, life), i in zip(lives, starts.tolist()):
-            on[i:i + len(life.ons)] = life.ons
-        final = np.zeros(len(offs), bool)
-        final[ends[np.array([life.departed for _, life in lives], bool)] - 1] = True
-        who = np.array([(self.slots[si].id, self.slots[si].block, si) for si, _ in lives], np.int64)
-        li = np.repeat(np.arange(len(lives)), lens)
-        ep = np.searchsorted(self.bounds, offs, "right") - 1
-        if len(lives) > 1:  # by epoch; within one, life by life
-            order = np.argsort(ep, kind="stable")
-            ep, li, offs, on, final = ep[order], li[order], offs[order], on[order], final[order]
-        # runs: one life's drops in one epoch
-        brk = np.flatnonzero((ep[1:] != ep[:-1]) | (li[1:] != li[:-1])) + 1
-        rs = np.r_[0, brk]
-        run_len = np.diff(np.r_[rs, len(ep)])
-        run_ep = ep[rs]
-        g = np.r_[0, np.flatnonzero(run_ep[1:] != run_ep[:-1]) + 1, len(rs)]
+    def _file_drops(self, si: int, life) -> None:
+        """One item per epoch the life drops in: its identifier, block and slot, its drops and
+        reconnects in that epoch (a view of the life's (drop, reconnect) rows, in time order),
+        and whether the last of them is its drop for good."""
+        offs = life.offs
+        n = len(offs)
+        rows = np.empty((n, 2))
+        rows[:, 0] = offs
+        k = len(life.ons)
+        rows[:k, 1] = life.ons
+        rows[k:, 1] = INF  # a drop not back before the horizon (the last of a life)
+        st = self.slots[si]
+        e0, e1 = (np.searchsorted(self.bounds, offs[[0, -1]], "right") - 1).tolist()
+        cuts = [0, *np.searchsorted(offs, self.bounds[e0 + 1:e1 + 1], "left").tolist(), n] if e1 > e0 else [0, n]
         buckets = self.buckets
-        for a, b in zip(g[:-1].tolist(), g[1:].tolist()):
-            i, j = int(rs[a]), int(rs[b - 1] + run_len[b - 1])
-            # copies, so that the batch is freed as its epochs pass
-            chunk = (who[li[rs[a:b]]], run_len[a:b].copy(), offs[i:j].copy(), on[i:j].copy(), final[i:j].copy())
-            buckets.setdefault(int(run_ep[a]), []).append(chunk)
+        ident, block, departed = st.id, st.block, life.departed
+        for e, i, j in zip(range(e0, e1 + 1), cuts[:-1], cuts[1:]):
+            if j > i:
+                buckets.setdefault(e, []).append((ident, block, si, departed and j == n, rows[i:j]))
 
     # ----------------------------------------------------------------- driver
     def run(self, progress: bool = False) -> "CountsEngine":
@@ -350,11 +336,15 @@ class CountsEngine:
                 self._start_lives(started)
                 started = []
         self._start_lives(started)
-        chunks = self.buckets.pop(e, [])
-        if not chunks:
+        items = self.buckets.pop(e, [])
+        if not items:
             return None, joins
-        who, run_len, off, on, final = ([np.concatenate([ch[i] for ch in chunks]) for i in range(5)]
-                                        if len(chunks) > 1 else chunks[0])
+        who = np.array([it[:4] for it in items], np.int64)  # identifier, block, slot, ends with a drop for good
+        rows = np.concatenate([it[4] for it in items])
+        off, on = rows[:, 0], rows[:, 1]
+        run_len = np.array([len(it[4]) for it in items])
+        final = np.zeros(len(off), bool)
+        final[np.cumsum(run_len)[who[:, 3] == 1] - 1] = True
         order = np.argsort(off)  # by drop time
         so = off[order]
         if len(so) > 1 and (so[1:] == so[:-1]).any():
