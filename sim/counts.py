@@ -399,30 +399,11 @@ class CountsEngine:
         if self.keep_stream:
             self.stream_cuts.append((C.copy(), N.copy()))
 
-        # message indices at the records' instants
-        recs.a[n_old:] = N[p_off]
-        Nx = np.full(len(recs), -1, np.int64)
-        Nx[mx] = N[p_x]
-        Non = np.full(len(recs), -1, np.int64)
-        Non[mo] = N[p_on]
-        if last:
-            Non[(recs.e < 0) & (recs.on >= H)] = N[-1]  # the horizon
-        d = self.delay[recs.blk]
-        has = d != 0
-        expires = recs.x <= recs.end
-        known_e = (recs.e < 0) & (Non >= 0)
-        recs.e[known_e] = Non[known_e]
-        hx = (recs.h < 0) & expires & (Nx >= 0)
-        recs.h[hx] = Nx[hx]
-        he = (recs.h < 0) & ~expires & (recs.e >= 0)
-        recs.h[he] = np.where(has[he], recs.e[he], recs.a[he])
-
-        # session rows: (position of the cut, category, bytes, sessions)
-        again = self.again[recs.blk]
-        resumed = has & ~expires & (recs.on < H)
-        discard = resumed & again
-        nb = self.nb[recs.id]
-        cat = np.where(recs.final, STRANDED, OFFLINE)
+        # message indices at the records' instants, the sessions' ends, what each record does in the epoch
+        epoch_records = kernels.compiled().epoch_records if kernels.enabled() else _epoch_records
+        has, expires, resumed, discard, nb, cat, px, pon, expired, pos_off, pos_rel = epoch_records(
+            N, n_old, p_off, mx, p_x, mo, p_on, last, H, K, recs.x, recs.end, recs.on, recs.blk, recs.id, recs.final,
+            recs.a, recs.e, recs.h, self.delay, self.again, self.nb)
         rp, rc, rb, rs = [], [], [], []  # rows other than the records' own: (cut, category, bytes, sessions)
 
         def rows(pos, category, nbytes, sessions):
@@ -449,12 +430,7 @@ class CountsEngine:
             rows(jp, CONNECTED, self.nb[ji], 1)
             np.subtract.at(self.dc, ji, N[jp])  # messages while connected count from the join
             self.log.tally("connect", len(joins))
-        expired = mx & expires
-        px = np.full(len(recs), -1, np.int64)
-        px[mx] = p_x
         self.log.tally("session_expired", int(expired.sum()))
-        pon = np.full(len(recs), -1, np.int64)
-        pon[mo] = p_on
         self.log.tally("connect", int(mo.sum()))
         self.log.tally("session_discarded", int((mo & discard).sum()))
         if new is not None:
@@ -466,10 +442,6 @@ class CountsEngine:
                               resumed, discard)
         self.rows_state = state[:, -1].copy()
 
-        pos_off = np.zeros(len(recs), np.int64)  # drops before the epoch: cut 0
-        pos_off[n_old:] = p_off
-        pos_rel = np.where(expires, px, np.where(recs.on < H, pon, -1))
-        pos_rel = np.where(pos_rel >= 0, pos_rel, K)  # released at this cut (K: not in this epoch)
         self._memory(recs, C, N, c, g, state[:, :K], has, cat, T0, T1, last, pos_off, pos_rel)
 
         # settle the intervals that ended in this epoch (all of them at the horizon)
@@ -729,6 +701,50 @@ class CountsEngine:
 #: the fate columns _settle books, per fate: (column, column once the client has left for good)
 _SETTLE_COLUMNS = np.array([[FATE_INDEX[f], FATE_INDEX[departed_fate(f)]] for f in (
     "session_expired", "clean_start", "delivered", "pending", "queue_full", "qos0_offline", "no_session")], np.int64)
+
+
+def _epoch_records(N, n_old, p_off, mx, p_x, mo, p_on, last, H, K, x, end, on, blk, ids, final, a, e, h, delay,
+                   again, nb_id):
+    """What each record (an offline interval, carried or dropped in the epoch: records from
+    ``n_old`` on) does in an epoch whose cuts have message indices ``N``: the message index at its
+    drop (``a``, at cut ``p_off``), at its session's end (``h``: a Session Expiry at cut ``p_x``
+    for those in ``mx``; otherwise its reconnect or its drop) and at its reconnect (``e``, at
+    cut ``p_on`` for those in ``mo``; the horizon in the ``last`` epoch), filled in place once
+    known. Returns whether it holds a session (``has``), whether that expires before the
+    reconnect, is resumed or discarded (Clean Start) at it, the session's bytes, its category
+    while offline (offline, or stranded: the client left for good), the cuts of its expiry and
+    reconnect in this epoch (-1: not in it), whether it expires in it, and the cuts of its drop
+    (0: before the epoch) and release (K: not in the epoch)."""
+    n = len(x)
+    a[n_old:] = N[p_off]
+    Nx = np.full(n, -1, np.int64)
+    Nx[mx] = N[p_x]
+    Non = np.full(n, -1, np.int64)
+    Non[mo] = N[p_on]
+    if last:
+        Non[(e < 0) & (on >= H)] = N[-1]  # the horizon
+    has = delay[blk] != 0
+    expires = x <= end
+    known_e = (e < 0) & (Non >= 0)
+    e[known_e] = Non[known_e]
+    hx = (h < 0) & expires & (Nx >= 0)
+    h[hx] = Nx[hx]
+    he = (h < 0) & ~expires & (e >= 0)
+    h[he] = np.where(has[he], e[he], a[he])
+    resumed = has & ~expires & (on < H)
+    discard = resumed & again[blk]
+    nb = nb_id[ids]
+    cat = np.where(final, STRANDED, OFFLINE)
+    expired = mx & expires
+    px = np.full(n, -1, np.int64)
+    px[mx] = p_x
+    pon = np.full(n, -1, np.int64)
+    pon[mo] = p_on
+    pos_off = np.zeros(n, np.int64)  # drops before the epoch: cut 0
+    pos_off[n_old:] = p_off
+    pos_rel = np.where(expires, px, np.where(on < H, pon, -1))
+    pos_rel = np.where(pos_rel >= 0, pos_rel, K)  # released at this cut (K: not in this epoch)
+    return has, expires, resumed, discard, nb, cat, px, pon, expired, pos_off, pos_rel
 
 
 def _arrivals_seconds(r, g, c):

@@ -70,7 +70,7 @@ def _define():
     import numba
     import numpy as np
 
-    from .entities import CONNECTED, OFFLINE
+    from .entities import CONNECTED, OFFLINE, STRANDED
 
     jit = numba.njit(cache=True, nogil=True)
 
@@ -329,5 +329,63 @@ def _define():
         _queue_seconds(Pg, PNg, Pf, g, c, N, a, top, jo, jr, ks, kt, float(full_rate), tail, secs)
         return tail, secs
 
+    @jit
+    def _epoch_records(N, n_old, p_off, mx, p_x, mo, p_on, last, H, K, x, end, on, blk, ids, final, a, e, h, delay,
+                       again, nb_id, has, expires, resumed, discard, nb, cat, px, pon, expired, pos_off,
+                       pos_rel):  # pragma: no cover (compiled)
+        # see sim.counts._epoch_records (the numpy twin)
+        jx = 0
+        jn = 0
+        horizon = N[len(N) - 1]
+        for i in range(len(x)):
+            if i >= n_old:
+                pos_off[i] = p_off[i - n_old]
+                a[i] = N[pos_off[i]]
+            else:
+                pos_off[i] = 0
+            nx = -1
+            px[i] = -1
+            if mx[i]:
+                px[i] = p_x[jx]
+                nx = N[px[i]]
+                jx += 1
+            non = -1
+            pon[i] = -1
+            if mo[i]:
+                pon[i] = p_on[jn]
+                non = N[pon[i]]
+                jn += 1
+            if last and e[i] < 0 and on[i] >= H:
+                non = horizon
+            hs = delay[blk[i]] != 0
+            ex = x[i] <= end[i]
+            if e[i] < 0 and non >= 0:
+                e[i] = non
+            if h[i] < 0 and ex and nx >= 0:
+                h[i] = nx
+            if h[i] < 0 and not ex and e[i] >= 0:
+                h[i] = e[i] if hs else a[i]
+            rs = hs and not ex and on[i] < H
+            has[i] = hs
+            expires[i] = ex
+            resumed[i] = rs
+            discard[i] = rs and again[blk[i]]
+            nb[i] = nb_id[ids[i]]
+            cat[i] = STRANDED if final[i] else OFFLINE
+            expired[i] = mx[i] and ex
+            r = px[i] if ex else (pon[i] if on[i] < H else -1)
+            pos_rel[i] = r if r >= 0 else K
+
+    def epoch_records(N, n_old, p_off, mx, p_x, mo, p_on, last, H, K, x, end, on, blk, ids, final, a, e, h, delay,
+                      again, nb_id):
+        n = len(x)
+        b = [np.empty(n, np.bool_) for _ in range(4)]
+        i = [np.empty(n, np.int64) for _ in range(4)]
+        out = (*b, i[0], i[1], i[2], i[3], np.empty(n, np.bool_), np.empty(n, np.int64), np.empty(n, np.int64))
+        _epoch_records(N, int(n_old), p_off, mx, p_x, mo, p_on, bool(last), float(H), int(K), x, end, on, blk, ids,
+                       final, a, e, h, delay, again, nb_id, *out)
+        return out
+
     return SimpleNamespace(store_changes=store_changes, session_state=session_state, queue_cuts=queue_cuts,
-                           settle=settle, stretch_terms=stretch_terms, queue_seconds=queue_seconds)
+                           settle=settle, stretch_terms=stretch_terms, queue_seconds=queue_seconds,
+                           epoch_records=epoch_records)
