@@ -59,6 +59,9 @@ INF = math.inf
 EPOCH_CUTS = 125_000
 #: a queue limit of "unlimited", as a message count (far above any index a run reaches)
 NO_LIMIT = 1 << 60
+#: runs with about this many connection changes or more use the compiled loops of
+#: :mod:`sim.kernels` when numba is installed (smaller ones would spend longer loading them)
+KERNELS_FROM_CUTS = 500_000
 
 
 def unsupported(scenario: Scenario) -> list[str]:
@@ -265,6 +268,11 @@ class CountsEngine:
         cut_rate = sum(c.clients * 2.0 / max(c.outages.up.mean + c.outages.down.mean, 1e-9) for c in scn.consumers)
         span = max(self.epoch_cuts / max(cut_rate, 1e-300), 1.0)
         n_epochs = self.n_epochs = max(1, int(math.ceil(H / span)))
+        # the compiled loops (same output), when numba is there and the run is long enough to
+        # repay loading them (about a second), or when MQTT_SIM_KERNELS=numba asks for them
+        use = kernels.choice() == "numba" or H * cut_rate >= KERNELS_FROM_CUTS
+        self.k = kernels.compiled() if use and kernels.enabled() else None
+        self.compiled_loops = self.k is not None
         self.bounds = np.minimum(np.arange(n_epochs + 1) * span, H)
         self.bounds[-1] = H
         self.buckets: dict[int, list] = {}
@@ -400,7 +408,7 @@ class CountsEngine:
             self.stream_cuts.append((C.copy(), N.copy()))
 
         # message indices at the records' instants, the sessions' ends, what each record does in the epoch
-        epoch_records = kernels.compiled().epoch_records if kernels.enabled() else _epoch_records
+        epoch_records = self.k.epoch_records if self.k else _epoch_records
         has, expires, resumed, discard, nb, cat, px, pon, expired, pos_off, pos_rel = epoch_records(
             N, n_old, p_off, mx, p_x, mo, p_on, last, H, K, recs.x, recs.end, recs.on, recs.blk, recs.id, recs.final,
             recs.a, recs.e, recs.h, self.delay, self.again, self.nb)
@@ -437,7 +445,7 @@ class CountsEngine:
             fin = new.final
             np.add.at(self.dc, recs.id[n_old:][fin], recs.a[n_old:][fin])  # up to the departure
         extra = tuple(np.concatenate(x) if x else np.zeros(0, np.int64) for x in (rp, rc, rb, rs))
-        session_state = kernels.compiled().session_state if kernels.enabled() else _session_state
+        session_state = self.k.session_state if self.k else _session_state
         state = session_state(K, self.rows_state, extra, n_old, p_off, has, nb, cat, px, expired, pon, mo,
                               resumed, discard)
         self.rows_state = state[:, -1].copy()
@@ -523,8 +531,8 @@ class CountsEngine:
             return
         queued = self.queued[r.blk]
         f = r.final
-        if kernels.enabled():
-            kernels.compiled().settle(self.F, self.dc, done, has, queued, expires, resumed, discard, f, r.on,
+        if self.k:
+            self.k.settle(self.F, self.dc, done, has, queued, expires, resumed, discard, f, r.on,
                                       self.H, r.a, r.h, r.e, r.id, self.L, _SETTLE_COLUMNS)
         else:
             _settle(self.F, self.dc, done, has, queued, expires, resumed, discard, f, r.on, self.H, r.a, r.h, r.e,
@@ -560,18 +568,18 @@ class CountsEngine:
 
         # a queue holds min(N[k] - a, L) at the start of stretch k (growing while N[k] < top), and
         # min(N[k + 1] - a, L) at its end; it takes all c arrivals while N[k + 1] <= top, then the room left
-        queue_cuts = kernels.compiled().queue_cuts if kernels.enabled() else _queue_cuts
+        queue_cuts = self.k.queue_cuts if self.k else _queue_cuts
         left, ks, ke, kt, held, g_end, s_end = queue_cuts(N, a, top, jo, jr, K)
         fixed = float(frozen.sum())
         # the shared store: distinct messages held by any session
         if self.shared and len(idx):
-            grow, freed_at = _store_changes(a, top, jo, jr, N, c, K, left)
+            grow, freed_at = (self.k.store_changes if self.k else _store_changes)(a, top, jo, jr, N, c, K, left)
         else:
             grow = np.zeros(K, np.int64)
             freed_at = np.zeros(K + 1, np.int64)
         ent, body = self.ent, self.body
         per = ent + (0 if self.shared else body)
-        compiled = kernels.compiled() if kernels.enabled() else None
+        compiled = self.k
         Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end = (compiled.stretch_terms if compiled else _stretch_terms)(
             g, c, N, held, g_end, s_end, float(L), fixed, grow, freed_at, self.D, sess, per, body if self.shared else 0)
         self.D = int(D_end[-1] - freed_at[K])
@@ -938,9 +946,7 @@ def _store_changes(a, top, jo, jr, N, c, K: int, left):
     and reach further). Sessions are in drop order; ``jo``/``jr``: the cut of each one's
     drop (0: before the epoch) and release (K: not in the epoch). At one cut, releases are
     taken in drop order (a queue released at the same cut before another no longer holds).
-    With numba (:mod:`sim.kernels`), one compiled pass gives the same two arrays."""
-    if kernels.enabled():
-        return kernels.compiled().store_changes(a, top, jo, jr, N, c, K, left)
+    With numba, :mod:`sim.kernels` gives the same two arrays in one compiled pass."""
     Nk = N[:K]
     n = len(a)
     pge = _previous_greater(jr)  # the nearest earlier session released later: still holding

@@ -36,6 +36,7 @@ def run_with(choice: str, scn, seed: int, epoch_cuts: int, monkeypatch):
     monkeypatch.setenv(kernels.ENV, choice)
     assert kernels.enabled() == (choice == "numba")
     eng = CountsEngine(scn, seed, epoch_cuts=epoch_cuts).run()
+    assert eng.compiled_loops == (choice == "numba")
     eng.fates.check_conservation()
     return eng
 
@@ -74,6 +75,18 @@ def test_compiled_loops_on_the_uint_max_fleets(path, horizon, clients, monkeypat
     if horizon:
         scn = scn.updated({"horizon": horizon, "mqttConsumer.clients": clients})
     assert_identical(scn, 3, 2_000, monkeypatch)
+
+
+@needs_numba
+def test_auto_compiles_only_for_long_runs(monkeypatch):
+    """Unset, the compiled loops run when the run has enough connection changes to repay
+    loading them (sim.counts.KERNELS_FROM_CUTS); the output is the same either way."""
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    scn = sim.load_scenario("benchmarks/fleet_uint_max.yaml")
+    short = CountsEngine(scn.updated({"horizon": "1d", "mqttConsumer.clients": 100}), 1).run()
+    assert not short.compiled_loops
+    monkeypatch.setattr("sim.counts.KERNELS_FROM_CUTS", 100)
+    assert CountsEngine(scn.updated({"horizon": "1d", "mqttConsumer.clients": 100}), 1).run().compiled_loops
 
 
 def test_the_switch_is_checked(monkeypatch):
