@@ -11,7 +11,9 @@ Run from the repository root (the child processes import this checkout's ``sim``
 Other options: ``--repeats N`` (runs per measurement, default 3; 1 with ``--quick``),
 ``--kinds exact,interval,counts,bare`` (a subset to run), ``--clients 100,1000`` and
 ``--horizons 1d,uint_max`` (the scaling table's sizes), ``--timeout S`` (give up on a single
-run after S seconds: the cell says "error"). The figures are wall times of CPU-bound runs:
+run after S seconds: the cell says "error"), ``--kernels numpy`` (or ``numba``, ``auto``: sets
+``MQTT_SIM_KERNELS`` for the runs, e.g. to time the counts engine without its compiled loops;
+the target row says whether they ran). The figures are wall times of CPU-bound runs:
 measure on a quiet machine. Progress goes to stderr, the tables (markdown, ready for
 benchmarks/RESULTS.md) to stdout.
 
@@ -143,12 +145,20 @@ if kind == "bare":
     out = {"wall": time.perf_counter() - t0, "queued": total}
 else:
     scn = sim.load_scenario(sys.argv[4]).updated({"horizon": horizon, "mqttConsumer.clients": clients})
+    import sim.counts
+    used = []  # whether the counts engine ran its compiled loops (sim/kernels.py)
+    _run = sim.counts.CountsEngine.run
+    def run(self, *a, **k):
+        out = _run(self, *a, **k)
+        used.append(self.compiled_loops)
+        return out
+    sim.counts.CountsEngine.run = run
     if kind == "counts":
         res = sim.run(scn, seed=1, stream="counts", record_events=False, record_memory=True)
     else:
         res = sim.run(scn, seed=1, engine=kind, stream="times", record_events=False, record_memory=False)
     s = res.summary
-    out = {"wall": time.perf_counter() - t0, "routed": int(s["routed"]), "lost": int(s["lost"]),
+    out = {"wall": time.perf_counter() - t0, "kernels": "numba" if any(used) else "numpy", "routed": int(s["routed"]), "lost": int(s["lost"]),
            "departed": int(s["departed_pairs"]), "peak": s["memory_peak_bytes"],
            "loss_ratio": float(s["loss_ratio"]), "engine": res.engine, "stream": res.stream}
 out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -160,7 +170,12 @@ def child_env() -> dict:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if _kernels:
+        env["MQTT_SIM_KERNELS"] = _kernels[0]
     return env
+
+
+_kernels: list[str] = []  # --kernels, when given
 
 
 _measured: dict[tuple, dict] = {}
@@ -298,6 +313,8 @@ def target_row(args, clients: int, horizon: str) -> list[str]:
           f"| {cell(counts, 'rss_mb', ',.0f')} | {cell(bare, 'wall', '.3f')} | {quoted} "
           f"| {cell(counts, 'routed', ',')} | {cell(counts, 'lost', ',')} | {cell(counts, 'loss_ratio', '.3g')} |")
     print()
+    if ok(counts):
+        print(f"- compiled loops (sim/kernels.py, numba): {'on' if counts.get('kernels') == 'numba' else 'off (numpy)'}")
     for name, m in (("counts", counts), ("bare", bare)):
         if ok(m) and len(m["walls"]) > 1:
             print(f"- {name} runs: " + ", ".join(f"{w:.2f} s" for w in m["walls"]))
@@ -399,8 +416,12 @@ def main() -> None:
     ap.add_argument("--horizons", type=csv, help="scaling table's horizons, comma-separated "
                                                   "(default 1d,7d,30d,1y,10y,uint_max)")
     ap.add_argument("--timeout", type=float, default=None, help="seconds before a single run is given up")
+    ap.add_argument("--kernels", choices=("auto", "numba", "numpy"), default=None,
+                    help="MQTT_SIM_KERNELS for the runs: the counts engine's compiled loops (default: as the environment says)")
     ap.add_argument("--plan", action="store_true", help="print which kinds each row would run, and run nothing")
     args = ap.parse_args()
+    if args.kernels:
+        _kernels.append(args.kernels)
     bad = [k for k in args.kinds if k not in KINDS]
     if bad:
         ap.error(f"--kinds: {', '.join(bad)} not among {', '.join(KINDS)}")
