@@ -9,17 +9,20 @@ Layers (a module imports only from layers below its own):
 4. ``config``                                    the scenario types
 5. ``timing``, ``outage_plan``, ``ledger``, ``memory``, ``eventlog``   scheduling and outages at
    run time; measurement
-6. ``ramps``                                     broker memory of queues held as ranges, in closed form
+6. ``ramps``, ``kernels``                        broker memory of queues held as ranges, in closed form;
+   the counts engine's compiled loops (optional numba)
 7. ``groups``, ``network``                       who a message is routed to; bulk booking; network
    outages at run time (windows, who drops, reconnect storms)
 8. ``renewal``                                   drawn connection histories a whole life at a time
 9. ``broker``                                    packet and timer handlers (restarts included)
 10. ``clients``, ``interval``, ``downtime``      SimPy processes (the broker's restarts too); the
     interval engine
-11. ``run``, ``analytic``                        one run and its Result; closed forms
-12. ``sweep``, then ``compare``, ``study``, ``advise``   experiments; comparisons; study files; the advisor
-14. ``plots``                                    figures
-15. ``cli``                                      the command line
+11. ``counts``                                   the interval engine over a stream kept as counts
+12. ``run``, ``analytic``                        one run and its Result; closed forms
+13. ``sweep``                                    experiments
+14. ``compare``, ``study``, ``advise``           comparisons; study files; the advisor
+15. ``plots``                                    figures
+16. ``cli``                                      the command line
 
 ``sim.realbroker`` (a real Mosquitto, the paho driver, calibration, log import) sits on top
 and is optional: nothing in the core imports it.
@@ -42,7 +45,7 @@ LAYERS = [
     {"restarts"},
     {"config"},
     {"timing", "outage_plan", "ledger", "memory", "eventlog"},
-    {"ramps"},
+    {"ramps", "kernels"},
     {"groups", "network"},
     {"renewal"},
     {"broker"},
