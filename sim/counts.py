@@ -61,7 +61,7 @@ EPOCH_CUTS = 125_000
 NO_LIMIT = 1 << 60
 #: runs with about this many connection changes or more use the compiled loops of
 #: :mod:`sim.kernels` when numba is installed (smaller ones would spend longer loading them)
-KERNELS_FROM_CUTS = 500_000
+KERNELS_FROM_CUTS = 3_000_000
 
 
 def unsupported(scenario: Scenario) -> list[str]:
