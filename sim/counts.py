@@ -412,15 +412,10 @@ class CountsEngine:
         has, expires, resumed, discard, nb, cat, px, pon, expired, pos_off, pos_rel = epoch_records(
             N, n_old, p_off, mx, p_x, mo, p_on, last, H, K, recs.x, recs.end, recs.on, recs.blk, recs.id, recs.final,
             recs.a, recs.e, recs.h, self.delay, self.again, self.nb)
-        rp, rc, rb, rs = [], [], [], []  # rows other than the records' own: (cut, category, bytes, sessions)
+        lists = ([], [], [], [])  # rows other than the records' own: (cut, category, bytes, sessions)
 
         def rows(pos, category, nbytes, sessions):
-            pos = np.asarray(pos, np.int64)
-            if len(pos):
-                rp.append(pos)
-                rc.append(np.broadcast_to(np.asarray(category, np.int64), pos.shape))
-                rb.append(np.broadcast_to(np.asarray(nbytes, np.int64), pos.shape))
-                rs.append(np.broadcast_to(np.asarray(sessions, np.int64), pos.shape))
+            _add_rows(lists, pos, category, nbytes, sessions)
 
         if e == 0:
             cc, bb, ss = zip(*self.initial)
@@ -444,7 +439,7 @@ class CountsEngine:
         if new is not None:
             fin = new.final
             np.add.at(self.dc, recs.id[n_old:][fin], recs.a[n_old:][fin])  # up to the departure
-        extra = tuple(np.concatenate(x) if x else np.zeros(0, np.int64) for x in (rp, rc, rb, rs))
+        extra = tuple(np.concatenate(x) if x else np.zeros(0, np.int64) for x in lists)
         session_state = self.k.session_state if self.k else _session_state
         state = session_state(K, self.rows_state, extra, n_old, p_off, has, nb, cat, px, expired, pon, mo,
                               resumed, discard)
@@ -837,6 +832,15 @@ def _settle(F, dc, done, has, queued, expires, resumed, discard, f, on, H, a, h,
     dc[ids] -= np.rint(np.bincount(inv[nf], weights=(e[nf] - a[nf]), minlength=m)).astype(np.int64)
 
 
+def _add_rows(lists, pos, category, nbytes, sessions) -> None:
+    """Appends session rows (cut, category, bytes, sessions; the last three scalars or one per
+    cut) to the four column lists ``lists``."""
+    pos = np.asarray(pos, np.int64)
+    if len(pos):
+        for col, value in zip(lists, (pos, category, nbytes, sessions)):
+            col.append(np.broadcast_to(np.asarray(value, np.int64), pos.shape))
+
+
 def _session_state(K, state0, extra, n_old, p_off, has, nb, cat, px, expired, pon, back, resumed, discard):
     """The sessions' own bytes per category (rows 0-3) and the session count (row 4) on each
     of an epoch's stretches (one column per cut, the last for the epoch's end), from their
@@ -845,15 +849,11 @@ def _session_state(K, state0, extra, n_old, p_off, has, nb, cat, px, expired, po
     a drop (``p_off`` for records ``n_old`` on; the session goes offline, ``has``, or ends),
     a Session Expiry (``expired``, at ``px``), a reconnect (``back``, at ``pon``: a new
     session, or the offline one resumed, or discarded by Clean Start)."""
-    rp, rc, rb, rs = ([x] for x in extra)
+    lists = tuple([x] for x in extra)
+    rp, rc, rb, rs = lists
 
     def rows(pos, category, nbytes, sessions):
-        pos = np.asarray(pos, np.int64)
-        if len(pos):
-            rp.append(pos)
-            rc.append(np.broadcast_to(np.asarray(category, np.int64), pos.shape))
-            rb.append(np.broadcast_to(np.asarray(nbytes, np.int64), pos.shape))
-            rs.append(np.broadcast_to(np.asarray(sessions, np.int64), pos.shape))
+        _add_rows(lists, pos, category, nbytes, sessions)
 
     hn, nn, cn = has[n_old:], nb[n_old:], cat[n_old:]
     rows(p_off[~hn], CONNECTED, -nn[~hn], -1)
