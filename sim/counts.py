@@ -124,7 +124,6 @@ def _settle_allocator() -> None:
     del block
 
 
-
 class _Records:
     """Offline intervals (one per drop) not settled yet, as columns."""
 
@@ -527,8 +526,8 @@ class CountsEngine:
         queued = self.queued[r.blk]
         f = r.final
         if self.k:
-            self.k.settle(self.F, self.dc, done, has, queued, expires, resumed, discard, f, r.on,
-                                      self.H, r.a, r.h, r.e, r.id, self.L, _SETTLE_COLUMNS)
+            self.k.settle(self.F, self.dc, done, has, queued, expires, resumed, discard, f, r.on, self.H, r.a, r.h,
+                          r.e, r.id, self.L, _SETTLE_COLUMNS)
         else:
             _settle(self.F, self.dc, done, has, queued, expires, resumed, discard, f, r.on, self.H, r.a, r.h, r.e,
                     r.id, self.L)
@@ -574,28 +573,24 @@ class CountsEngine:
             freed_at = np.zeros(K + 1, np.int64)
         ent, body = self.ent, self.body
         per = ent + (0 if self.shared else body)
-        compiled = self.k
-        Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end = (compiled.stretch_terms if compiled else _stretch_terms)(
+        Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end = (self.k.stretch_terms if self.k else _stretch_terms)(
             g, c, N, held, g_end, s_end, float(L), fixed, grow, freed_at, self.D, sess, per, body if self.shared else 0)
         self.D = int(D_end[-1] - freed_at[K])
         # each queue's queued-message seconds over the epoch, from prefix sums over the stretches
         full_rate = float(L) if L < NO_LIMIT else 0.0  # a queue that never fills has no full part
-        tail, secs = (compiled.queue_seconds if compiled else _queue_seconds)(
+        tail, secs = (self.k.queue_seconds if self.k else _queue_seconds)(
             Pg, PNg, Pf, g, c, N, a, top, jo, jr, ks, kt, full_rate)
         q_secs = [float(secs[~stranded].sum()) + frozen[0] * float(Pg[-1]),
                   float(secs[stranded].sum()) + frozen[1] * float(Pg[-1])]
         kmid = int(np.searchsorted(C, self.mid)) if T0 <= self.mid < T1 else (K if self.mid >= T1 else 0)
-        if 0 < kmid < K:  # (one epoch of the run: as _queue_seconds, up to the midpoint)
+        if 0 < kmid < K:  # (one epoch of the run: the same seconds, up to the midpoint)
             m = lambda x: np.minimum(x, kmid)  # noqa: E731
-            al = (a - N[0]).astype(float)
-            JO, JR, KS, KT, switch = m(jo), m(jr), m(ks), m(kt), kt < np.minimum(jr, kmid)
-            half = (PNg[KS] - PNg[JO]) - al * (Pg[KS] - Pg[JO]) + full_rate * (Pg[JR] - Pg[KS]) \
-                + (Pf[KT] - Pf[JO]) + np.where(switch, tail, 0.0)
+            half = _seconds(Pg, PNg, Pf, (a - N[0]).astype(float), full_rate, m(jo), m(jr), m(ks), m(kt), tail,
+                            kt < np.minimum(jr, kmid))
             q_half = float(half.sum()) + fixed * float(Pg[kmid])
         else:
             q_half = sum(q_secs) if kmid >= K else 0.0
 
-        sess_total = sess[0] + sess[1] + sess[2] + sess[3]
         self.peak = max(self.peak, int(total_end.max()))
         self.qpeak = max(self.qpeak, int(Q_end.max()))
         areas = [float((sess[i] * g).sum()) for i in range(4)]  # (not np.dot: BLAS threads would spin on every core)
@@ -609,7 +604,8 @@ class CountsEngine:
         if kmid >= K:
             self.marked += sum(areas)
         elif kmid > 0:
-            self.marked += float((sess_total[:kmid] * g[:kmid]).sum()) + per * q_half + (
+            sess_total = sess[:4, :kmid].sum(axis=0)  # (integers: the same in any order)
+            self.marked += float((sess_total * g[:kmid]).sum()) + per * q_half + (
                 body * float(D_int[:kmid].sum()) if self.shared else 0.0)
         if last:
             self.final_total = int(total_end[-1])
@@ -789,10 +785,16 @@ def _queue_seconds(Pg, PNg, Pf, g, c, N, a, top, jo, jr, ks, kt, full_rate):
     room = (top - N[np.minimum(kt, K)]).astype(float)
     kc = np.minimum(kt, K - 1)
     tail = np.where((kt < jr) & (room > 0), _arrivals_seconds(room, g[kc], c[kc]), 0.0)
-    al = (a - N[0]).astype(float)
-    secs = (PNg[ks] - PNg[jo]) - al * (Pg[ks] - Pg[jo]) + full_rate * (Pg[jr] - Pg[ks]) \
-        + (Pf[kt] - Pf[jo]) + np.where(kt < jr, tail, 0.0)
+    secs = _seconds(Pg, PNg, Pf, (a - N[0]).astype(float), full_rate, jo, jr, ks, kt, tail, kt < jr)
     return tail, secs
+
+
+def _seconds(Pg, PNg, Pf, al, full_rate, jo, jr, ks, kt, tail, switch):
+    """Queued-message seconds of queues dropped at cut ``jo``, released at ``jr``, starting full
+    at ``ks`` and past full at ``kt`` (``al``: their first index less N[0]; ``tail`` added where
+    ``switch``), from the prefix sums of :func:`_stretch_terms`."""
+    return (PNg[ks] - PNg[jo]) - al * (Pg[ks] - Pg[jo]) + full_rate * (Pg[jr] - Pg[ks]) \
+        + (Pf[kt] - Pf[jo]) + np.where(switch, tail, 0.0)
 
 
 def _settle(F, dc, done, has, queued, expires, resumed, discard, f, on, H, a, h, e, ids_, L):

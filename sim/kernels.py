@@ -5,13 +5,15 @@ that numpy can only do in many passes (the shared store's nearest holders are fo
 pointer jumping, for instance). With the optional ``fast`` extra (``pip install
 'mqtt-session-sim[fast]'``, which brings numba; ``make`` installs it) those steps run as
 the single loops below instead. Each returns exactly what its numpy twin in
-:mod:`sim.counts` returns (integer arrays, the same values: a run's output does not depend
+:mod:`sim.counts` returns (the same integers; floats computed element by element with the
+same operations in the same order, every sum left to numpy: a run's output does not depend
 on whether numba is there), and tests/test_kernels.py checks both on random inputs and on
 whole runs.
 
-Which one runs: :func:`enabled` says. The environment variable ``MQTT_SIM_KERNELS`` set to
-``numpy`` turns the compiled loops off (``numba`` requires them: an error if numba cannot be
-imported); unset, they are used when numba imports. Compiled code is cached beside this
+Which one runs: the environment variable ``MQTT_SIM_KERNELS`` set to ``numpy`` turns the
+compiled loops off, ``numba`` asks for them on every run (an error if numba cannot be
+imported); unset (``auto``), :class:`sim.counts.CountsEngine` uses them when numba imports
+and the run is long enough to repay loading them (``sim.counts.KERNELS_FROM_CUTS``). Compiled code is cached beside this
 module (numba's ``cache=True``), so only the first run after an install pays for compiling
 (a few seconds).
 """
@@ -379,9 +381,8 @@ def _define():
     def epoch_records(N, n_old, p_off, mx, p_x, mo, p_on, last, H, K, x, end, on, blk, ids, final, a, e, h, delay,
                       again, nb_id):
         n = len(x)
-        b = [np.empty(n, np.bool_) for _ in range(4)]
-        i = [np.empty(n, np.int64) for _ in range(4)]
-        out = (*b, i[0], i[1], i[2], i[3], np.empty(n, np.bool_), np.empty(n, np.int64), np.empty(n, np.int64))
+        # has, expires, resumed, discard; nb, cat, px, pon; expired; pos_off, pos_rel
+        out = tuple(np.empty(n, t) for t in [np.bool_] * 4 + [np.int64] * 4 + [np.bool_] + [np.int64] * 2)
         _epoch_records(N, int(n_old), p_off, mx, p_x, mo, p_on, bool(last), float(H), int(K), x, end, on, blk, ids,
                        final, a, e, h, delay, again, nb_id, *out)
         return out
