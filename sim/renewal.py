@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import protocol
+from .streams import spawned
 from .entities import CONNECTED, OFFLINE, STRANDED
 
 INF = math.inf
@@ -61,8 +62,9 @@ def iter_lives(block, streams, H: float):
     p = out.leave_probability or 0.0
     cycle = out.up.mean + out.down.mean
     now = 0.0
+    spawns = spawned(outage_rng, 3)
     while True:
-        up_rng, down_rng, leave_rng = outage_rng.spawn(3)  # as OutagePlan does, per client identifier
+        up_rng, down_rng, leave_rng = next(spawns)  # outage_rng.spawn(3), as OutagePlan does per client identifier
         # draws per block: enough for the rest of the horizon, or for about the expected lifetime
         # when clients leave (another block follows when a life is longer; more draws than the
         # life uses are harmless: its streams are its own)

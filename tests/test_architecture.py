@@ -7,7 +7,7 @@ Layers (a module imports only from layers below its own):
 2. ``outages``, ``entities``                     outage settings and runtime; broker state objects
 3. ``restarts``                                  broker restart settings
 4. ``config``                                    the scenario types
-5. ``timing``, ``outage_plan``, ``ledger``, ``memory``, ``eventlog``   scheduling and outages at
+5. ``timing``, ``outage_plan``, ``ledger``, ``memory``, ``eventlog``, ``streams``   scheduling and outages at
    run time; measurement
 6. ``ramps``, ``kernels``                        broker memory of queues held as ranges, in closed form;
    the counts engine's compiled loops (optional numba)
@@ -44,7 +44,7 @@ LAYERS = [
     {"outages", "entities"},
     {"restarts"},
     {"config"},
-    {"timing", "outage_plan", "ledger", "memory", "eventlog"},
+    {"timing", "outage_plan", "ledger", "memory", "eventlog", "streams"},
     {"ramps", "kernels"},
     {"groups", "network"},
     {"renewal"},
