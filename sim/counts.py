@@ -394,7 +394,7 @@ class CountsEngine:
         parts = [np.array([T0, T1]), off_new, recs.x[mx], recs.on[mo]]
         if T0 <= self.mid < T1:
             parts.append(np.array([self.mid]))
-        C, inv = np.unique(np.concatenate(parts), return_inverse=True)
+        C, inv = (self.k.unique_inverse if self.k else _unique_cuts)(np.concatenate(parts))
         n_off, n_x = len(off_new), int(mx.sum())
         p_off = inv[2:2 + n_off]
         p_x = inv[2 + n_off:2 + n_off + n_x]
@@ -573,7 +573,7 @@ class CountsEngine:
             freed_at = np.zeros(K + 1, np.int64)
         ent, body = self.ent, self.body
         per = ent + (0 if self.shared else body)
-        Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end = (self.k.stretch_terms if self.k else _stretch_terms)(
+        Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end, sess_secs = (self.k.stretch_terms if self.k else _stretch_terms)(
             g, c, N, held, g_end, s_end, float(L), fixed, grow, freed_at, self.D, sess, per, body if self.shared else 0)
         self.D = int(D_end[-1] - freed_at[K])
         # each queue's queued-message seconds over the epoch, from prefix sums over the stretches
@@ -593,7 +593,7 @@ class CountsEngine:
 
         self.peak = max(self.peak, int(total_end.max()))
         self.qpeak = max(self.qpeak, int(Q_end.max()))
-        areas = [float((sess[i] * g).sum()) for i in range(4)]  # (not np.dot: BLAS threads would spin on every core)
+        areas = sess_secs.sum(axis=1).tolist()  # (row by row, pairwise: as each row's own sum)
         areas[1] += per * q_secs[0]
         areas[2] += per * q_secs[1]
         if self.shared:
@@ -746,6 +746,11 @@ def _epoch_records(N, n_old, p_off, mx, p_x, mo, p_on, last, H, K, x, end, on, b
     return has, expires, resumed, discard, nb, cat, px, pon, expired, pos_off, pos_rel
 
 
+def _unique_cuts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct cut instants in order, and where each of ``x`` is among them."""
+    return np.unique(x, return_inverse=True)
+
+
 def _arrivals_seconds(r, g, c):
     """Sum over arrivals i <= r of (stretch end - arrival time): a stretch of length g with its
     c arrivals evenly placed (at i / (c + 1) of it)."""
@@ -760,7 +765,8 @@ def _stretch_terms(g, c, N, held, g_end, s_end, L, fixed, grow, freed_at, D0, se
     at its start and end and their integral over it (``D0`` carried in, ``grow`` arrivals
     stored on it, ``freed_at`` freed at each cut); the memory total at its end (``sess``: the
     sessions' own bytes per category; ``per`` bytes per queue entry, ``body`` per stored
-    message: 0 without a shared store)."""
+    message: 0 without a shared store); and the sessions' own byte-seconds per category and
+    stretch (summed by numpy, row by row)."""
     K = len(g)
     Nk, Nk1 = N[:K], N[1:]
     Q_end = g_end * Nk1 - s_end + L * (held - g_end) + fixed
@@ -773,7 +779,7 @@ def _stretch_terms(g, c, N, held, g_end, s_end, L, fixed, grow, freed_at, D0, se
     D_int = D_start * g + _arrivals_seconds(grow.astype(float), g, c)
     sess_total = sess[0] + sess[1] + sess[2] + sess[3]
     total_end = sess_total + per * Q_end + body * D_end
-    return Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end
+    return Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end, sess[:4] * g
 
 
 def _queue_seconds(Pg, PNg, Pf, g, c, N, a, top, jo, jr, ks, kt, full_rate):

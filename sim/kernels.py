@@ -272,7 +272,7 @@ def _define():
     # their numpy twins (no fastmath): the same values to the last bit; sums stay with numpy
     @jit
     def _stretch_terms(g, c, N, held, g_end, s_end, L, fixed, grow, freed_at, D0, sess, per, body,
-                       Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end):  # pragma: no cover (compiled)
+                       Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end, areas):  # pragma: no cover (compiled)
         # see sim.counts._stretch_terms (the numpy twin)
         K = len(g)
         n0 = N[0]
@@ -296,11 +296,13 @@ def _define():
             D_int[k] = float(d) * gk + (r * gk - gk * r * (r + 1.0) / (2.0 * float(c[k] + 1)))
             st = sess[0, k] + sess[1, k] + sess[2, k] + sess[3, k]
             total_end[k] = (float(st) + float(per) * Q_end[k]) + float(body * D_end[k])
+            for i in range(4):
+                areas[i, k] = float(sess[i, k]) * gk
 
     def stretch_terms(g, c, N, held, g_end, s_end, L, fixed, grow, freed_at, D0, sess, per, body):
         K = len(g)
         e = np.empty
-        out = (e(K + 1), e(K + 1), e(K + 1), e(K), e(K, np.int64), e(K, np.int64), e(K), e(K))
+        out = (e(K + 1), e(K + 1), e(K + 1), e(K), e(K, np.int64), e(K, np.int64), e(K), e(K), e((4, K)))
         _stretch_terms(g, c, N, held, g_end, s_end, float(L), float(fixed), grow, freed_at, int(D0), sess, int(per),
                        int(body), *out)
         return out
@@ -387,6 +389,28 @@ def _define():
                        final, a, e, h, delay, again, nb_id, *out)
         return out
 
+    @jit
+    def _unique_inverse(x, perm, values, inv):  # pragma: no cover (compiled)
+        # see sim.counts._unique_cuts (np.unique, the numpy twin): the sorted distinct values, and
+        # where each of x's values is among them (x has no NaN)
+        k = -1
+        prev = 0.0
+        for r in range(len(perm)):
+            i = perm[r]
+            v = x[i]
+            if k < 0 or v != prev:
+                k += 1
+                values[k] = v
+                prev = v
+            inv[i] = k
+        return k + 1
+
+    def unique_inverse(x):
+        perm = x.argsort()  # numpy's sort (vectorised), then one pass for what np.unique adds
+        values = np.empty(len(x), x.dtype)
+        inv = np.empty(len(x), np.intp)
+        return values[:_unique_inverse(x, perm, values, inv)], inv
+
     return SimpleNamespace(store_changes=store_changes, session_state=session_state, queue_cuts=queue_cuts,
                            settle=settle, stretch_terms=stretch_terms, queue_seconds=queue_seconds,
-                           epoch_records=epoch_records)
+                           epoch_records=epoch_records, unique_inverse=unique_inverse)

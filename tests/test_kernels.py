@@ -135,3 +135,28 @@ def test_store_changes_on_random_queues(monkeypatch):
         monkeypatch.setenv(kernels.ENV, "numpy")
         want = _store_changes(a, top, jo, jr, N, c, K, left)
         assert [x.tolist() for x in got] == [x.tolist() for x in want]
+
+
+@needs_numba
+def test_unique_inverse_is_numpy_unique():
+    """The cut instants' distinct values and each instant's place among them, as np.unique gives
+    them (ties, repeated epoch ends and single values included)."""
+    k = kernels.compiled()
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(rng.integers(1, 400))
+        x = rng.choice(rng.uniform(0, 1e9, int(rng.integers(1, n + 1))), n)  # values repeat
+        if rng.random() < 0.3:
+            x = np.round(x, -7)
+        got = k.unique_inverse(x)
+        want = np.unique(x, return_inverse=True)
+        assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+
+
+def test_row_sums_of_a_2d_array_are_each_rows_own_sum():
+    """The sessions' byte-seconds are summed as ``prod.sum(axis=1)`` over a (4, K) array, which
+    must give each row's own pairwise sum (the numbers the counts engine reported before)."""
+    rng = np.random.default_rng(2)
+    for n in [1, 7, 8, 9, 127, 128, 129, 1000, 4099, 125_000, 262_147]:
+        a = rng.standard_normal((4, n)) * rng.lognormal(0, 6, (4, n))
+        assert a.sum(axis=1).tolist() == [float(a[i].sum()) for i in range(4)]
