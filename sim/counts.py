@@ -39,6 +39,7 @@ messages are the union of the sessions' ranges, kept as one number updated at ea
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 
@@ -230,9 +231,10 @@ class CountsEngine:
                 self._file_drops(si, life)
 
     def _file_drops(self, si: int, life) -> None:
-        """One item per epoch the life drops in: its identifier, block and slot, its drops and
-        reconnects in that epoch (a view of the life's (drop, reconnect) rows, in time order),
-        and whether the last of them is its drop for good."""
+        """Files a life's drops under the epochs they fall in: per epoch, columns of its
+        identifier, block and slot, whether its last drop there is its drop for good, how many
+        drops it has there, and those drops and reconnects (a view of the life's (drop,
+        reconnect) rows, in time order)."""
         offs = life.offs
         n = len(offs)
         rows = np.empty((n, 2))
@@ -241,13 +243,23 @@ class CountsEngine:
         rows[:k, 1] = life.ons
         rows[k:, 1] = INF  # a drop not back before the horizon (the last of a life)
         st = self.slots[si]
-        e0, e1 = (np.searchsorted(self.bounds, offs[[0, -1]], "right") - 1).tolist()
+        bounds = self.bounds_list
+        e0 = bisect.bisect_right(bounds, float(offs[0])) - 1
+        e1 = bisect.bisect_right(bounds, float(offs[-1])) - 1
         cuts = [0, *np.searchsorted(offs, self.bounds[e0 + 1:e1 + 1], "left").tolist(), n] if e1 > e0 else [0, n]
         buckets = self.buckets
         ident, block, departed = st.id, st.block, life.departed
         for e, i, j in zip(range(e0, e1 + 1), cuts[:-1], cuts[1:]):
             if j > i:
-                buckets.setdefault(e, []).append((ident, block, si, departed and j == n, rows[i:j]))
+                b = buckets.get(e)
+                if b is None:
+                    b = buckets[e] = ([], [], [], [], [], [])
+                b[0].append(ident)
+                b[1].append(block)
+                b[2].append(si)
+                b[3].append(departed and j == n)
+                b[4].append(j - i)
+                b[5].append(rows[i:j])
 
     # ----------------------------------------------------------------- driver
     def run(self, progress: bool = False) -> "CountsEngine":
@@ -274,7 +286,8 @@ class CountsEngine:
         self.compiled_loops = self.k is not None
         self.bounds = np.minimum(np.arange(n_epochs + 1) * span, H)
         self.bounds[-1] = H
-        self.buckets: dict[int, list] = {}
+        self.bounds_list = self.bounds.tolist()
+        self.buckets: dict[int, tuple] = {}  # epoch: the lives' drops filed under it (see _file_drops)
         self.departures: list = []
         self.slots: list[_Slot] = []
         for (bi, block), s in zip(enumerate(scn.consumers), consumer_seed.spawn(len(scn.consumers))):
@@ -343,26 +356,27 @@ class CountsEngine:
                 self._start_lives(started)
                 started = []
         self._start_lives(started)
-        items = self.buckets.pop(e, [])
-        if not items:
+        items = self.buckets.pop(e, None)
+        if items is None:
             return None, joins
-        who = np.array([it[:4] for it in items], np.int64)  # identifier, block, slot, ends with a drop for good
-        rows = np.concatenate([it[4] for it in items])
+        ident, blk, slot, ends, run_len, parts = items  # ends: the life's drop for good is its last here
+        who = np.array(ident, np.int64)
+        run_len = np.array(run_len, np.int64)
+        rows = np.concatenate(parts)
         off, on = rows[:, 0], rows[:, 1]
-        run_len = np.array([len(it[4]) for it in items])
         final = np.zeros(len(off), bool)
-        final[np.cumsum(run_len)[who[:, 3] == 1] - 1] = True
+        final[np.cumsum(run_len)[np.array(ends, bool)] - 1] = True
         order = np.argsort(off)  # by drop time
         so = off[order]
         if len(so) > 1 and (so[1:] == so[:-1]).any():
             # drops at the same instant (possible with fixed up-times): block by block, slot by slot
-            order = np.lexsort((np.repeat(who[:, 2], run_len), off))
+            order = np.lexsort((np.repeat(np.array(slot, np.int64), run_len), off))
             so = off[order]
         r = _Records()
         r.off = so
         r.on = on[order]
-        r.id = np.repeat(who[:, 0], run_len)[order]
-        r.blk = np.repeat(who[:, 1], run_len)[order]
+        r.id = np.repeat(who, run_len)[order]
+        r.blk = np.repeat(np.array(blk, np.int64), run_len)[order]
         r.final = final[order]
         n = len(r.off)
         H = self.H

@@ -70,56 +70,71 @@ def _mix(x, y):
     return r ^ (r >> 16)
 
 
-def _prefix(entropy, spawn_key) -> tuple[list[int], int]:
-    """The pool and hash constant of ``SeedSequence.mix_entropy`` after every word of a child's
-    entropy but its own index (the children of ``spawn_key`` append one word each)."""
+def _parent(entropy, spawn_key, pool=None) -> tuple[np.ndarray, ...]:
+    """What the children of ``(entropy, spawn_key)`` share: ``SeedSequence.mix_entropy``'s pool
+    after every word of a child's entropy but its own index (times the mixing multiplier), and
+    the hash constants each step after it uses (the children append one word each). ``pool``:
+    the parent's own ``SeedSequence.pool``, which is that pool when the parent's entropy words
+    are a child's without its index (the parent has a spawn key, or four or more words of
+    entropy: a child pads its run entropy to four words)."""
     run = _words(entropy)
-    run += [0] * (_POOL - len(run))  # a child always has a spawn key: its run entropy is padded
-    words = run + _words(spawn_key)
-    h, pool = _INIT_A, []
-    for w in words[:_POOL]:
-        v, h = _hashmix(w, h)
-        pool.append(v)
-    for s in range(_POOL):
-        for d in range(_POOL):
-            if s != d:
-                v, h = _hashmix(pool[s], h)
-                pool[d] = _mix(pool[d], v)
-    for w in words[_POOL:]:
-        for d in range(_POOL):
+    key = _words(spawn_key)
+    if pool is not None and (key or len(run) >= _POOL):
+        n = max(len(run), _POOL) + len(key)  # the parent's entropy words: hashmix ran once per
+        # pool word, once per ordered pair of pool words and once per pool word for each word after
+        h = _INIT_A * pow(_MULT_A, _POOL + _POOL * (_POOL - 1) + _POOL * (n - _POOL), 1 << 32) & _MASK
+        pool = [int(p) for p in pool]
+    else:
+        run += [0] * (_POOL - len(run))  # a child always has a spawn key: its run entropy is padded
+        words = run + key
+        h, pool = _INIT_A, []
+        for w in words[:_POOL]:
             v, h = _hashmix(w, h)
-            pool[d] = _mix(pool[d], v)
-    return pool, h
+            pool.append(v)
+        for s in range(_POOL):
+            for d in range(_POOL):
+                if s != d:
+                    v, h = _hashmix(pool[s], h)
+                    pool[d] = _mix(pool[d], v)
+        for w in words[_POOL:]:
+            for d in range(_POOL):
+                v, h = _hashmix(w, h)
+                pool[d] = _mix(pool[d], v)
+    xa, ya = [], []  # hashmix(index, h) for each pool word: ((index ^ xa) * ya) mod 2**32
+    for _ in range(_POOL):
+        xa.append(h)
+        h = (h * _MULT_A) & _MASK
+        ya.append(h)
+    xb, yb, hb = [], [], _INIT_B  # generate_state's eight words: ((pool[i % 4] ^ xb) * yb) mod 2**32
+    for _ in range(8):
+        xb.append(hb)
+        hb = (hb * _MULT_B) & _MASK
+        yb.append(hb)
+    col = lambda v: np.array(v, np.uint64)[:, None]  # noqa: E731
+    return col([_MIX_L * p & _MASK for p in pool]), col(xa), col(ya), col(xb), col(yb)
 
 
-def child_states(entropy, spawn_key, first: int, n: int, prefix=None) -> list[tuple[int, int]]:
+def child_states(entropy, spawn_key, first: int, n: int, parent=None) -> list[tuple[int, int]]:
     """PCG64 (state, inc) of the children ``first .. first + n - 1`` of the SeedSequence
     ``(entropy, spawn_key)``, as ``PCG64(SeedSequence(entropy, spawn_key=(*spawn_key, i)))``
-    leaves them (``prefix``: ``_prefix(entropy, spawn_key)``, when already known)."""
+    leaves them (``parent``: ``_parent(entropy, spawn_key)``, when already known)."""
     if first < 0 or first + n > _MASK + 1:
         raise ValueError(f"child indices must lie in [0, 2**32), got {first}..{first + n - 1}")
-    pool0, h0 = prefix or _prefix(entropy, spawn_key)
-    idx = np.arange(first, first + n, dtype=np.uint64)
+    lp, xa, ya, xb, yb = parent or _parent(entropy, spawn_key)
     m = np.uint64(_MASK)
-    pool = [np.full(n, p, np.uint64) for p in pool0]
-    h = h0
-    for d in range(_POOL):  # the child's own word, mixed into each pool word
-        v = idx ^ np.uint64(h)
-        h = (h * _MULT_A) & _MASK
-        v = (v * np.uint64(h)) & m
-        v ^= v >> np.uint64(16)
-        r = (np.uint64(_MIX_L) * pool[d] + np.uint64((1 << 32) - _MIX_R) * v) & m  # x*L - y*R, mod 2**32
-        pool[d] = r ^ (r >> np.uint64(16))
-    hb, out = _INIT_B, []
-    for i in range(8):  # generate_state(4, uint64): eight 32-bit words from the pool, in cycle
-        v = pool[i % _POOL] ^ np.uint64(hb)
-        hb = (hb * _MULT_B) & _MASK
-        v = (v * np.uint64(hb)) & m
-        out.append((v ^ (v >> np.uint64(16))).tolist())
+    # the child's own word (its index) mixed into each pool word: mix(pool, hashmix(index)),
+    # mix(x, y) = (x * MIX_L - y * MIX_R) mod 2**32, the subtraction as adding 2**32 - MIX_R
+    v = ((np.arange(first, first + n, dtype=np.uint64) ^ xa) * ya) & m  # (4, n)
+    v ^= v >> np.uint64(16)
+    r = (lp + v * np.uint64((1 << 32) - _MIX_R)) & m
+    pool = r ^ (r >> np.uint64(16))
+    w = ((pool[[0, 1, 2, 3, 0, 1, 2, 3]] ^ xb) * yb) & m  # generate_state(4, uint64), in 32-bit words
+    w ^= w >> np.uint64(16)
+    w64 = w[0::2] | (w[1::2] << np.uint64(32))  # little-endian pairs: seed high, seed low, inc high, inc low
     states = []
-    for w in zip(*out):
-        seed = ((w[0] | w[1] << 32) << 64) | (w[2] | w[3] << 32)
-        inc = ((((w[4] | w[5] << 32) << 64) | (w[6] | w[7] << 32)) << 1 | 1) & _M128
+    for s_hi, s_lo, i_hi, i_lo in zip(*w64.tolist()):
+        seed = s_hi << 64 | s_lo
+        inc = ((i_hi << 64 | i_lo) << 1 | 1) & _M128
         states.append((((inc + seed) * _PCG_MULT + inc) & _M128, inc))  # pcg_setseq_128_srandom_r
     return states
 
@@ -140,9 +155,9 @@ def spawned(rng: np.random.Generator, k: int) -> Iterator[tuple[np.random.Genera
     gens = tuple(rng.spawn(k))  # the first spawn as numpy makes it (most slots have one life)
     yield gens
     ss = rng.bit_generator.seed_seq
-    nxt, batch, prefix = ss.n_children_spawned, 4, _prefix(ss.entropy, ss.spawn_key)
+    nxt, batch, parent = ss.n_children_spawned, 4, _parent(ss.entropy, ss.spawn_key, ss.pool)
     while True:  # then batches of 4, 16 and BATCH spawns, reseeding the first spawn's generators
-        states = child_states(ss.entropy, ss.spawn_key, nxt, batch * k, prefix)
+        states = child_states(ss.entropy, ss.spawn_key, nxt, batch * k, parent)
         nxt += batch * k
         batch = min(4 * batch, BATCH)
         for j in range(0, len(states), k):
