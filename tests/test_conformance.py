@@ -456,3 +456,32 @@ def test_restart_scenarios_the_driver_cannot_play_are_refused():
                         broker={"restarts": {"trace": [[2, 3]]}})
     with pytest.raises(ValueError, match="offline buffer: must be 0 with broker restarts"):
         cf.timeline(buffered)
+
+
+def test_a_broker_whose_port_was_taken_starts_on_another(mosquitto_broker, monkeypatch):
+    """The port picked as free can be taken before mosquitto binds it (another broker started
+    at the same moment, another process): mosquitto then exits with "Address already in use"
+    in its log, and start() tries another port instead of failing the run."""
+    import socket
+
+    from sim.realbroker import mosquitto as mq
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # bound, not listening: mosquitto cannot bind it
+        port = taken.getsockname()[1]
+        real = mq.free_port
+        handed = []
+
+        def free_port():
+            handed.append(port if not handed else real())
+            return handed[-1]
+
+        monkeypatch.setattr(mq, "free_port", free_port)
+        with pytest.raises(RuntimeError, match="Address already in use"):
+            Mosquitto({}).start(attempts=1)
+        handed.clear()
+        b = mosquitto_broker({})
+        assert handed[0] == port and b.port != port and len(handed) == 2
+        with socket.create_connection((b.host, b.port), timeout=5):
+            pass
+        assert b.log_path.read_text().count("starting") == 1  # the failed attempt's log is gone

@@ -86,14 +86,25 @@ class Mosquitto:
         lines += [f"{k} {v}" for k, v in settings.items()]
         return "\n".join(lines) + "\n"
 
-    def start(self, timeout: float = 10.0) -> "Mosquitto":
+    def start(self, timeout: float = 10.0, attempts: int = 3) -> "Mosquitto":
+        """Starts the broker on a free loopback port. The port is free when picked but another
+        process (or another broker started at the same moment) can take it before mosquitto
+        binds it: a broker that exits because its address is in use is started again on another
+        port, up to ``attempts`` times."""
         self._dir = tempfile.TemporaryDirectory(prefix="mosquitto-")
-        self.port = free_port()
         self.log_path = Path(self._dir.name) / "mosquitto.log"
         os.chmod(self._dir.name, 0o777)  # run as root, mosquitto drops to its own user to write the log
         conf = Path(self._dir.name) / "mosquitto.conf"
-        conf.write_text(self.config_text())
-        return self._launch(timeout)
+        for attempt in range(attempts):
+            self.port = free_port()
+            conf.write_text(self.config_text())
+            try:
+                return self._launch(timeout)
+            except RuntimeError as exc:
+                if attempt == attempts - 1 or "Address already in use" not in str(exc):
+                    raise
+                self.log_path.unlink(missing_ok=True)  # the next attempt's log starts afresh
+        raise AssertionError("unreachable")
 
     def kill(self, graceful: bool = True, timeout: float = 10.0) -> None:
         """Stop the broker process: SIGTERM (``graceful``: it saves its database when
@@ -121,7 +132,8 @@ class Mosquitto:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err.strip()}")
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err.strip()}"
+                                   f"{self._log_tail()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return self
@@ -129,6 +141,14 @@ class Mosquitto:
                 time.sleep(0.05)
         self.stop()
         raise TimeoutError(f"mosquitto did not accept connections on {self.host}:{self.port} within {timeout} s")
+
+    def _log_tail(self, lines: int = 5) -> str:
+        """The end of the broker's log (where mosquitto reports why it stopped), for error messages."""
+        try:
+            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-lines:]
+        except (OSError, AttributeError):
+            return ""
+        return ("; log: " + " | ".join(tail)) if tail else ""
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
