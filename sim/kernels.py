@@ -13,9 +13,9 @@ whole runs.
 Which one runs: the environment variable ``MQTT_SIM_KERNELS`` set to ``numpy`` turns the
 compiled loops off, ``numba`` asks for them on every run (an error if numba cannot be
 imported); unset (``auto``), :class:`sim.counts.CountsEngine` uses them when numba imports
-and the run is long enough to repay loading them (``sim.counts.KERNELS_FROM_CUTS``). Compiled code is cached beside this
-module (numba's ``cache=True``), so only the first run after an install pays for compiling
-(a few seconds).
+and the run is long enough to repay loading them (``sim.counts.KERNELS_FROM_CUTS``).
+Compiled code is cached beside this module (numba's ``cache=True``), so only the first run
+after an install pays for compiling (a few seconds).
 """
 from __future__ import annotations
 
@@ -272,7 +272,7 @@ def _define():
     # their numpy twins (no fastmath): the same values to the last bit; sums stay with numpy
     @jit
     def _stretch_terms(g, c, N, held, g_end, s_end, L, fixed, grow, freed_at, D0, sess, per, body,
-                       Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end, areas):  # pragma: no cover (compiled)
+                       Pg, PNg, Pf, Q_end, D_start, D_end, D_int, total_end, sess_secs):  # pragma: no cover (compiled)
         # see sim.counts._stretch_terms (the numpy twin)
         K = len(g)
         n0 = N[0]
@@ -297,7 +297,7 @@ def _define():
             st = sess[0, k] + sess[1, k] + sess[2, k] + sess[3, k]
             total_end[k] = (float(st) + float(per) * Q_end[k]) + float(body * D_end[k])
             for i in range(4):
-                areas[i, k] = float(sess[i, k]) * gk
+                sess_secs[i, k] = float(sess[i, k]) * gk
 
     def stretch_terms(g, c, N, held, g_end, s_end, L, fixed, grow, freed_at, D0, sess, per, body):
         K = len(g)

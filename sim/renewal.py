@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import protocol
-from .streams import spawned
 from .entities import CONNECTED, OFFLINE, STRANDED
+from .streams import spawned
 
 INF = math.inf
 

@@ -70,36 +70,26 @@ def _mix(x, y):
     return r ^ (r >> 16)
 
 
-def _parent(entropy, spawn_key, pool=None) -> tuple[np.ndarray, ...]:
+def _parent(entropy, spawn_key) -> tuple[np.ndarray, ...]:
     """What the children of ``(entropy, spawn_key)`` share: ``SeedSequence.mix_entropy``'s pool
     after every word of a child's entropy but its own index (times the mixing multiplier), and
-    the hash constants each step after it uses (the children append one word each). ``pool``:
-    the parent's own ``SeedSequence.pool``, which is that pool when the parent's entropy words
-    are a child's without its index (the parent has a spawn key, or four or more words of
-    entropy: a child pads its run entropy to four words)."""
+    the hash constants each step after it uses (the children append one word each)."""
     run = _words(entropy)
-    key = _words(spawn_key)
-    if pool is not None and (key or len(run) >= _POOL):
-        n = max(len(run), _POOL) + len(key)  # the parent's entropy words: hashmix ran once per
-        # pool word, once per ordered pair of pool words and once per pool word for each word after
-        h = _INIT_A * pow(_MULT_A, _POOL + _POOL * (_POOL - 1) + _POOL * (n - _POOL), 1 << 32) & _MASK
-        pool = [int(p) for p in pool]
-    else:
-        run += [0] * (_POOL - len(run))  # a child always has a spawn key: its run entropy is padded
-        words = run + key
-        h, pool = _INIT_A, []
-        for w in words[:_POOL]:
-            v, h = _hashmix(w, h)
-            pool.append(v)
-        for s in range(_POOL):
-            for d in range(_POOL):
-                if s != d:
-                    v, h = _hashmix(pool[s], h)
-                    pool[d] = _mix(pool[d], v)
-        for w in words[_POOL:]:
-            for d in range(_POOL):
-                v, h = _hashmix(w, h)
+    run += [0] * (_POOL - len(run))  # a child always has a spawn key: its run entropy is padded
+    words = run + _words(spawn_key)
+    h, pool = _INIT_A, []
+    for w in words[:_POOL]:
+        v, h = _hashmix(w, h)
+        pool.append(v)
+    for s in range(_POOL):
+        for d in range(_POOL):
+            if s != d:
+                v, h = _hashmix(pool[s], h)
                 pool[d] = _mix(pool[d], v)
+    for w in words[_POOL:]:
+        for d in range(_POOL):
+            v, h = _hashmix(w, h)
+            pool[d] = _mix(pool[d], v)
     xa, ya = [], []  # hashmix(index, h) for each pool word: ((index ^ xa) * ya) mod 2**32
     for _ in range(_POOL):
         xa.append(h)
@@ -155,7 +145,7 @@ def spawned(rng: np.random.Generator, k: int) -> Iterator[tuple[np.random.Genera
     gens = tuple(rng.spawn(k))  # the first spawn as numpy makes it (most slots have one life)
     yield gens
     ss = rng.bit_generator.seed_seq
-    nxt, batch, parent = ss.n_children_spawned, 4, _parent(ss.entropy, ss.spawn_key, ss.pool)
+    nxt, batch, parent = ss.n_children_spawned, 4, _parent(ss.entropy, ss.spawn_key)
     while True:  # then batches of 4, 16 and BATCH spawns, reseeding the first spawn's generators
         states = child_states(ss.entropy, ss.spawn_key, nxt, batch * k, parent)
         nxt += batch * k

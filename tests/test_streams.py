@@ -73,12 +73,3 @@ def test_child_index_out_of_range():
     with pytest.raises(ValueError, match="entropy must be non-negative"):
         streams.child_states(-1, (0,), 0, 1)
 
-
-@settings(max_examples=60, deadline=None)
-@given(entropies, keys)
-def test_parent_from_numpy_pool_matches_full_mixing(entropy, key):
-    """Starting from the parent's own pool (where it is a child's prefix) gives what mixing every
-    word gives; where it is not (a root with under four words), the pool is not used."""
-    ss = np.random.SeedSequence(entropy, spawn_key=key)
-    full, quick = streams._parent(entropy, key), streams._parent(entropy, key, ss.pool)
-    assert all(np.array_equal(x, y) for x, y in zip(full, quick))
